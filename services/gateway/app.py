@@ -1,0 +1,83 @@
+"""The gateway: the platform's HTTP API (FastAPI), in front of the queues.
+
+Run it with ``uvicorn services.gateway.app:app``. Work never runs here: the
+gateway checks requests, writes job records and sends tasks to the queues.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+
+from services.gateway.limits import BodyLimit
+from services.gateway.responses import SafeJSONResponse, error_body, error_response
+from services.gateway.routes import datasets, health, jobs, models, queues
+from shared.clients import get_clients
+from shared.errors import PlatformError
+from shared.logs import configure_logging
+from shared.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+JSON_BODY_LIMIT_BYTES = 10 * 1024 * 1024
+
+
+def create_app(settings: Settings) -> FastAPI:
+    api = FastAPI(
+        title="eduml gateway",
+        version="0.1.0",
+        description="Train, evaluate, promote and serve student-outcome models.",
+        default_response_class=SafeJSONResponse,
+    )
+    for module in (health, datasets, jobs, models, queues):
+        api.include_router(module.router)
+    add_error_handlers(api)
+    api.add_middleware(BodyLimit, limit_for=body_limit(settings))
+
+    @api.on_event("startup")
+    def prepare() -> None:
+        configure_logging(settings.log_level)
+        try:
+            get_clients().storage.ensure_bucket()
+        except PlatformError as error:
+            log.error("gateway: storage is not ready: %s", error.message)
+
+    return api
+
+
+def body_limit(settings: Settings):  # type: ignore[no-untyped-def]
+    def limit_for(path: str) -> int:
+        if path.rstrip("/") == "/v1/datasets":
+            return settings.max_upload_bytes
+        return JSON_BODY_LIMIT_BYTES
+
+    return limit_for
+
+
+def add_error_handlers(api: FastAPI) -> None:
+    @api.exception_handler(PlatformError)
+    async def platform_error(_: Request, error: PlatformError) -> SafeJSONResponse:
+        return error_response(error)
+
+    @api.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, error: RequestValidationError) -> SafeJSONResponse:
+        problems = [
+            {"where": ".".join(str(part) for part in item["loc"]), "problem": item["msg"],
+             "received": item.get("input")}
+            for item in error.errors()
+        ]
+        first = problems[0] if problems else {"where": "body", "problem": "invalid"}
+        message = f"{first['where']}: {first['problem']}"
+        body = error_body("invalid_input", message, problems=problems)
+        return SafeJSONResponse(body, status_code=422)
+
+    @api.exception_handler(Exception)
+    async def unexpected(_: Request, error: Exception) -> SafeJSONResponse:
+        log.exception("gateway: unexpected error")
+        body = error_body("internal_error", f"internal error: {type(error).__name__}")
+        return SafeJSONResponse(body, status_code=500)
+
+
+app = create_app(get_settings())

@@ -1,0 +1,113 @@
+"""Turning prediction instances into rows for the serving queue, and back."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from celery.exceptions import TimeoutError as CeleryTimeout
+
+from shared import errors
+from shared.celery_app import PREDICT_TASK, app
+from shared.errors import DependencyUnavailable, InvalidInput, PlatformError, PredictionTimeout
+from shared.registry import VersionRecord
+
+ERRORS_BY_CODE: dict[str, type[PlatformError]] = {
+    cls.code: cls
+    for cls in vars(errors).values()
+    if isinstance(cls, type) and issubclass(cls, PlatformError)
+}
+
+
+def to_rows(record: VersionRecord, instances: list[dict[str, Any]]) -> list[list[Any]]:
+    """Feature values in the model's order, matched by name; extra fields ignored."""
+    rows = []
+    for position, instance in enumerate(instances):
+        missing = [f.name for f in record.features if f.name not in instance]
+        if missing:
+            raise InvalidInput(
+                f"instance {position} lacks columns {missing!r} that "
+                f"{record.model} v{record.version} needs"
+            )
+        rows.append([_value(record, f.name, f.type, instance[f.name], position)
+                     for f in record.features])
+    return rows
+
+
+def _value(record: VersionRecord, name: str, kind: str, value: Any, position: int) -> Any:
+    if value is None:
+        return None
+    if kind == "numeric":
+        number = _number(value)
+        if number is None or not math.isfinite(number):
+            raise InvalidInput(
+                f"instance {position}, column {name!r}: expected a finite number or null; "
+                f"received {value!r}"
+            )
+        return number
+    if isinstance(value, (dict, list)):
+        raise InvalidInput(
+            f"instance {position}, column {name!r}: expected a text value or null; "
+            f"received {value!r}"
+        )
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def run_prediction(
+    tenant: str, record: VersionRecord, rows: list[list[Any]], timeout_s: float
+) -> dict[str, Any]:
+    """Ask the serving queue and wait, at most ``timeout_s``, for its answer."""
+    columns = [feature.name for feature in record.features]
+    result = app.send_task(
+        PREDICT_TASK,
+        kwargs={"tenant": tenant, "model": record.model, "version": record.version,
+                "columns": columns, "rows": rows},
+    )
+    try:
+        answer: dict[str, Any] = result.get(timeout=timeout_s, propagate=True)
+    except CeleryTimeout as error:
+        raise PredictionTimeout(
+            f"no serving worker answered for {record.model} v{record.version} "
+            f"within {timeout_s:g} s"
+        ) from error
+    except Exception as error:  # the task itself died: time limit, lost worker
+        raise DependencyUnavailable(
+            f"serving failed for {record.model} v{record.version}: "
+            f"{type(error).__name__}: {error}"
+        ) from error
+    finally:
+        result.forget()
+    if "error" in answer:
+        failure = answer["error"]
+        raise ERRORS_BY_CODE.get(failure["code"], PlatformError)(failure["message"])
+    return answer
+
+
+def response(record: VersionRecord, answer: dict[str, Any], ids: list[Any] | None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model": record.model,
+        "version": record.version,
+        "predictions": answer["predictions"],
+    }
+    if answer.get("probabilities") is not None and record.classes is not None:
+        labels = [str(label) for label in record.classes]
+        body["classes"] = record.classes
+        body["probabilities"] = [dict(zip(labels, row)) for row in answer["probabilities"]]
+    if ids is not None:
+        body["ids"] = ids
+    return body

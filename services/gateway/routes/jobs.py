@@ -1,0 +1,59 @@
+"""Training jobs: enqueue one, follow its status, list recent ones."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query
+from kombu.exceptions import OperationalError
+
+from services.gateway.deps import clients, tenant
+from services.gateway.job_checks import check_job
+from services.gateway.responses import SafeJSONResponse
+from services.gateway.schemas import JobCreate
+from shared.celery_app import TRAIN_TASK, app
+from shared.clients import Clients
+from shared.errors import DependencyUnavailable
+from shared.jobs import JobStatus
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+
+@router.post("", status_code=202, response_class=SafeJSONResponse)
+def create_job(
+    body: JobCreate, c: Clients = Depends(clients), owner: str = Depends(tenant)
+) -> SafeJSONResponse:
+    schema = c.datasets.schema(owner, body.dataset_id)
+    request = check_job(body, schema, c.settings.min_training_rows)
+
+    record = c.jobs.create(owner, request)
+    try:
+        app.send_task(TRAIN_TASK, kwargs={"tenant": owner, "job_id": record.id})
+    except OperationalError as error:
+        message = f"could not enqueue the job: Redis is unavailable at REDIS_URL ({error})"
+        c.jobs.set_status(owner, record.id, JobStatus.FAILED, error=message)
+        raise DependencyUnavailable(message) from error
+    log.info("gateway: job %s queued for model %r", record.id, request.model)
+
+    body_out = {"id": record.id, "status": record.status.value, "model": request.model}
+    headers = {"Location": f"/v1/jobs/{record.id}"}
+    return SafeJSONResponse(body_out, status_code=202, headers=headers)
+
+
+@router.get("", response_class=SafeJSONResponse)
+def list_jobs(
+    limit: int = Query(20, ge=1, le=200),
+    c: Clients = Depends(clients),
+    owner: str = Depends(tenant),
+) -> dict[str, Any]:
+    records = c.jobs.recent(owner, min(limit, c.settings.jobs_list_limit))
+    return {"jobs": [record.public() for record in records]}
+
+
+@router.get("/{job_id}", response_class=SafeJSONResponse)
+def get_job(
+    job_id: str, c: Clients = Depends(clients), owner: str = Depends(tenant)
+) -> dict[str, Any]:
+    return c.jobs.get(owner, job_id).public()

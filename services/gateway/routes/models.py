@@ -1,0 +1,124 @@
+"""Models, their versions and champion, and predictions from the champion."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+
+from services.gateway.deps import clients, tenant
+from services.gateway.predictions import response, run_prediction, to_rows
+from services.gateway.responses import SafeJSONResponse
+from services.gateway.schemas import PredictRequest
+from shared.clients import Clients
+from shared.errors import Conflict, NotFound, PayloadTooLarge
+from shared.registry import VersionRecord, cached_champion
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+
+
+@router.get("", response_class=SafeJSONResponse)
+def list_models(c: Clients = Depends(clients), owner: str = Depends(tenant)) -> dict[str, Any]:
+    models = []
+    for name in c.registry.models(owner):
+        champion = c.registry.champion(owner, name)
+        numbers = c.registry.versions(owner, name)
+        models.append({
+            "model": name,
+            "champion": champion.version if champion else None,
+            "versions": len(numbers),
+            "latest_version": numbers[-1] if numbers else None,
+        })
+    return {"models": models}
+
+
+@router.get("/{model}", response_class=SafeJSONResponse)
+def get_model(
+    model: str, c: Clients = Depends(clients), owner: str = Depends(tenant)
+) -> dict[str, Any]:
+    numbers = c.registry.require_model(owner, model)
+    champion = c.registry.champion(owner, model)
+    versions = [version_view(c, owner, model, number) for number in numbers]
+    return {
+        "model": model,
+        "champion": champion.version if champion else None,
+        "champion_since": champion.since if champion else None,
+        "versions": versions,
+    }
+
+
+@router.get("/{model}/versions/{version}", response_class=SafeJSONResponse)
+def get_version(
+    model: str, version: int, c: Clients = Depends(clients), owner: str = Depends(tenant)
+) -> dict[str, Any]:
+    return version_view(c, owner, model, version, full=True)
+
+
+@router.post("/{model}/predict", response_class=SafeJSONResponse)
+def predict(
+    model: str,
+    body: PredictRequest,
+    c: Clients = Depends(clients),
+    owner: str = Depends(tenant),
+) -> dict[str, Any]:
+    limit = c.settings.max_predict_instances
+    if len(body.instances) > limit:
+        raise PayloadTooLarge(
+            f"{len(body.instances)} instances exceed the limit of {limit} per request; "
+            "use smaller requests"
+        )
+    record = champion_record(c, owner, model)
+    rows = to_rows(record, body.instances)
+    answer = run_prediction(owner, record, rows, c.settings.predict_timeout_s)
+    ids = _ids(record, body.instances)
+    return response(record, answer, ids)
+
+
+def champion_record(c: Clients, owner: str, model: str) -> VersionRecord:
+    champion = cached_champion(c.connection, c.registry, owner, model)
+    if champion is None:
+        c.registry.require_model(owner, model)
+        raise Conflict(f"model {model!r} has no champion yet; wait for its first job")
+    return _version_record(c, owner, model, champion.version)
+
+
+def version_view(
+    c: Clients, owner: str, model: str, number: int, full: bool = False
+) -> dict[str, Any]:
+    record = _version_record(c, owner, model, number)
+    report = c.registry.get_report(owner, model, number) or {}
+    champion = c.registry.champion(owner, model)
+    view = {
+        **record.summary(),
+        "champion": champion is not None and champion.version == number,
+        "metrics": report.get("metrics"),
+        "decision": report.get("decision"),
+    }
+    if full:
+        view["evaluation"] = report or None
+    return view
+
+
+_VERSIONS: dict[tuple[str, str, int], VersionRecord] = {}
+VERSION_CACHE_SIZE = 512
+
+
+def _version_record(c: Clients, owner: str, model: str, number: int) -> VersionRecord:
+    """Versions never change once registered, so the gateway keeps them."""
+    key = (owner, model, number)
+    if key not in _VERSIONS:
+        try:
+            record = c.registry.get_version(owner, model, number)
+        except NotFound:
+            c.registry.require_model(owner, model)
+            raise
+        if len(_VERSIONS) >= VERSION_CACHE_SIZE:
+            _VERSIONS.pop(next(iter(_VERSIONS)))
+        _VERSIONS[key] = record
+    return _VERSIONS[key]
+
+
+def _ids(record: VersionRecord, instances: list[dict[str, Any]]) -> list[Any] | None:
+    if record.id_column is None or not any(record.id_column in i for i in instances):
+        return None
+    return [instance.get(record.id_column) for instance in instances]

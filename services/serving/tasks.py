@@ -1,0 +1,110 @@
+"""The serving task: predictions from a version, loaded from S3 once.
+
+Loaded pipelines are cached by (tenant, model, version); versions never
+change, so a promotion reaches serving simply because the gateway names
+the new champion's version in the next request.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from shared import artifacts
+from shared.celery_app import PREDICT_TASK, app
+from shared.clients import Clients, get_clients
+from shared.errors import PlatformError
+from shared.registry import VersionRecord
+from shared.settings import get_settings
+
+log = logging.getLogger(__name__)
+settings = get_settings()
+
+CacheKey = tuple[str, str, int]
+
+
+class ModelCache:
+    """The most recently used fitted pipelines of this worker process."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._entries: OrderedDict[CacheKey, tuple[VersionRecord, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, clients: Clients, tenant: str, model: str, version: int) -> tuple[VersionRecord, Any]:
+        key = (tenant, model, version)
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key]
+        record = clients.registry.get_version(tenant, model, version)
+        pipeline = artifacts.load(clients.storage, record)
+        with self._lock:
+            self._entries[key] = (record, pipeline)
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
+        log.info("serving: loaded %s/%s v%d", tenant, model, version)
+        return record, pipeline
+
+
+cache = ModelCache(settings.serving_cache_versions)
+
+
+@app.task(
+    name=PREDICT_TASK,
+    ignore_result=False,
+    soft_time_limit=settings.serving_time_limit_s,
+    time_limit=settings.serving_time_limit_s + 5,
+)
+def predict(
+    tenant: str, model: str, version: int, columns: list[str], rows: list[list[Any]]
+) -> dict[str, Any]:
+    try:
+        record, pipeline = cache.get(get_clients(), tenant, model, version)
+        return run_pipeline(record, pipeline, columns, rows)
+    except PlatformError as error:
+        log.warning("serving: %s v%d: %s", model, version, error.message)
+        return {"error": {"code": error.code, "message": error.message}}
+
+
+def run_pipeline(
+    record: VersionRecord, pipeline: Any, columns: list[str], rows: list[list[Any]]
+) -> dict[str, Any]:
+    frame = feature_frame(record, columns, rows)
+    predictions = pipeline.predict(frame)
+    probabilities = None
+    if record.has_proba:
+        probabilities = np.asarray(pipeline.predict_proba(frame), dtype=float)
+    return {
+        "predictions": [_plain(value) for value in predictions],
+        "probabilities": None if probabilities is None else _finite_rows(probabilities),
+    }
+
+
+def feature_frame(record: VersionRecord, columns: list[str], rows: list[list[Any]]) -> pd.DataFrame:
+    """The rows as the pipeline saw its training data: numbers as floats, text as str."""
+    frame = pd.DataFrame(rows, columns=columns)
+    for feature in record.features:
+        if feature.type == "numeric":
+            frame[feature.name] = pd.to_numeric(frame[feature.name], errors="coerce").astype(float)
+        else:
+            values = frame[feature.name]
+            frame[feature.name] = values.astype(object).where(values.notna(), np.nan)
+    return frame[[feature.name for feature in record.features]]
+
+
+def _finite_rows(probabilities: np.ndarray) -> list[list[float | None]]:
+    return [[float(p) if np.isfinite(p) else None for p in row] for row in probabilities]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value

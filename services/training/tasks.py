@@ -1,0 +1,217 @@
+"""The training task: load the dataset, fit a pipeline, register a candidate.
+
+The task is idempotent. A message delivered again (its worker died) finds
+the job record and carries on from where the record says the job is; a
+version registered by an earlier attempt is found by its job id and reused.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from celery.exceptions import SoftTimeLimitExceeded
+
+from services.training.pipeline import (
+    Selection,
+    build_pipeline,
+    check_target,
+    choose_algorithm,
+    split_indices,
+)
+from shared import artifacts, keys
+from shared.celery_app import EVALUATE_TASK, TRAIN_TASK, app
+from shared.clients import Clients, get_clients
+from shared.errors import PlatformError
+from shared.jobs import JobRecord, JobStatus, now_iso
+from shared.registry import ArtifactRef, FeatureSpec, VersionRecord
+from shared.settings import get_settings
+from shared.targets import target_values
+
+log = logging.getLogger(__name__)
+settings = get_settings()
+
+
+@dataclass
+class Fitted:
+    pipeline: Any
+    algorithm: str
+    selection: Selection | None
+    fit_seconds: float
+    train_rows: int
+    test_rows: list[int]
+
+
+@app.task(
+    name=TRAIN_TASK,
+    soft_time_limit=settings.training_time_limit_s,
+    time_limit=settings.training_time_limit_s + 60,
+)
+def train(tenant: str, job_id: str) -> None:
+    clients = get_clients()
+    record = clients.jobs.get(tenant, job_id)
+    if record.status.finished:
+        log.info("training job %s: already %s, nothing to do", job_id, record.status.value)
+        return
+    if record.status is JobStatus.EVALUATING:
+        hand_to_evaluation(tenant, job_id)
+        return
+
+    record = begin(clients, record)
+    try:
+        version = fit_and_register(clients, record)
+    except SoftTimeLimitExceeded:
+        fail(clients, record, f"training exceeded {settings.training_time_limit_s} s")
+        return
+    except PlatformError as error:
+        fail(clients, record, error.message)
+        return
+    except Exception as error:  # a worker must outlive any one job
+        log.exception("training job %s: unexpected failure", job_id)
+        fail(clients, record, f"training failed: {type(error).__name__}: {error}")
+        return
+
+    clients.jobs.set_status(tenant, job_id, JobStatus.EVALUATING, version=version)
+    hand_to_evaluation(tenant, job_id)
+
+
+def begin(clients: Clients, record: JobRecord) -> JobRecord:
+    def change(job: JobRecord) -> None:
+        if job.attempts > 0:
+            job.notes.append(f"attempt {job.attempts + 1}: previous attempt did not finish")
+        job.attempts += 1
+        job.status = JobStatus.TRAINING
+        job.timestamps[JobStatus.TRAINING.value] = now_iso()
+
+    record = clients.jobs.update(record.tenant, record.id, change)
+    log.info("training job %s: attempt %d for model %r", record.id, record.attempts, record.model)
+    return record
+
+
+def fit_and_register(clients: Clients, record: JobRecord) -> int:
+    request = record.request
+    schema, frame = clients.datasets.load(record.tenant, request.dataset_id)
+
+    fitted = fit(frame, record)
+
+    data = artifacts.dump(fitted.pipeline)
+    key = keys.job_artifact(record.tenant, record.id)
+    digest = clients.storage.put_verified(key, data)
+    version = VersionRecord(
+        tenant=record.tenant,
+        model=request.model,
+        job_id=record.id,
+        dataset_id=request.dataset_id,
+        task=request.task,
+        target=request.target,
+        features=[
+            FeatureSpec(name=name, type=_column_type(schema, name)) for name in request.features
+        ],
+        id_column=request.id_column,
+        algorithm=fitted.algorithm,
+        params=_estimator_params(fitted.pipeline),
+        seed=settings.seed,
+        classes=_classes(fitted.pipeline),
+        has_proba=hasattr(fitted.pipeline, "predict_proba"),
+        artifact=ArtifactRef(key=key, sha256=digest, bytes=len(data)),
+        libraries=artifacts.library_versions(),
+        fit_seconds=round(fitted.fit_seconds, 3),
+        rows={"train": fitted.train_rows, "test": len(fitted.test_rows)},
+        test_rows=fitted.test_rows,
+        selection=_selection_summary(fitted.selection),
+    )
+    number = clients.registry.register(record.tenant, version)
+    log.info(
+        "training job %s: %s v%d fitted with %s in %.1f s",
+        record.id, request.model, number, fitted.algorithm, fitted.fit_seconds,
+    )
+    return number
+
+
+def fit(frame: pd.DataFrame, record: JobRecord) -> Fitted:
+    """Split the labelled rows with the seed, choose and fit the pipeline."""
+    request = record.request
+    labelled = frame[frame[request.target].notna()]
+    X = labelled[request.features]
+    y = target_values(labelled[request.target], request.task)
+    check_target(y, request.task, request.target)
+    numeric = [name for name in request.features if pd.api.types.is_numeric_dtype(X[name])]
+    categorical = [name for name in request.features if name not in numeric]
+
+    train_at, test_at = split_indices(
+        y.to_numpy(), request.task, settings.test_fraction, settings.seed,
+        settings.min_training_rows,
+    )
+    X_train, y_train = X.iloc[train_at], y.iloc[train_at]
+
+    started = time.perf_counter()
+    selection = None
+    algorithm = request.algorithm
+    if algorithm == "auto":
+        selection = choose_algorithm(
+            X_train, y_train, request.task, numeric, categorical, settings.seed,
+            settings.auto_budget_s, settings.auto_max_rows, settings.cv_folds,
+        )
+        algorithm = selection.algorithm
+    pipeline = build_pipeline(request.task, algorithm, numeric, categorical, settings.seed)
+    pipeline.fit(X_train, y_train)
+    elapsed = time.perf_counter() - started
+
+    positions = np.flatnonzero(frame[request.target].notna().to_numpy())
+    return Fitted(
+        pipeline=pipeline,
+        algorithm=algorithm,
+        selection=selection,
+        fit_seconds=elapsed,
+        train_rows=len(train_at),
+        test_rows=[int(position) for position in positions[test_at]],
+    )
+
+
+def hand_to_evaluation(tenant: str, job_id: str) -> None:
+    app.send_task(EVALUATE_TASK, kwargs={"tenant": tenant, "job_id": job_id})
+
+
+def fail(clients: Clients, record: JobRecord, message: str) -> None:
+    log.warning("training job %s: failed: %s", record.id, message)
+    clients.jobs.set_status(record.tenant, record.id, JobStatus.FAILED, error=message)
+
+
+def _column_type(schema: Any, name: str) -> str:
+    column = schema.column(name)
+    return str(column.type) if column else "numeric"
+
+
+def _classes(pipeline: Any) -> list[Any] | None:
+    classes = getattr(pipeline, "classes_", None)
+    return None if classes is None else [_plain(value) for value in classes]
+
+
+def _estimator_params(pipeline: Any) -> dict[str, Any]:
+    estimator = pipeline.steps[-1][1]
+    return {name: _plain(value) for name, value in estimator.get_params().items()}
+
+
+def _selection_summary(selection: Selection | None) -> dict[str, Any] | None:
+    if selection is None:
+        return None
+    return {
+        "scoring": selection.scoring,
+        "folds": selection.folds,
+        "scores": {name: _plain(score) for name, score in selection.scores.items()},
+        "skipped": selection.skipped,
+        "notes": selection.notes,
+    }
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-ready Python value: numpy scalars become int, float or str."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return repr(value)

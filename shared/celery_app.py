@@ -1,0 +1,63 @@
+"""The Celery application every service shares: queue names, task names, config.
+
+Services never import each other. The gateway and the workers meet here:
+a producer sends a task by its name to its queue, and the worker of that
+queue registers the function under the same name.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+
+from shared.settings import Settings, get_settings
+
+TRAINING_QUEUE = "training"
+EVALUATION_QUEUE = "evaluation"
+SERVING_QUEUE = "serving"
+QUEUES = (TRAINING_QUEUE, EVALUATION_QUEUE, SERVING_QUEUE)
+
+TRAIN_TASK = "training.train"
+EVALUATE_TASK = "evaluation.evaluate"
+PREDICT_TASK = "serving.predict"
+
+TASK_QUEUES = {
+    TRAIN_TASK: TRAINING_QUEUE,
+    EVALUATE_TASK: EVALUATION_QUEUE,
+    PREDICT_TASK: SERVING_QUEUE,
+}
+
+
+def create_celery(settings: Settings) -> Celery:
+    """A Celery app configured for long, idempotent jobs on Redis."""
+    app = Celery("eduml", broker=settings.redis_url, backend=settings.redis_url)
+    app.conf.update(
+        task_queues=[Queue(name) for name in QUEUES],
+        task_routes={name: {"queue": queue} for name, queue in TASK_QUEUES.items()},
+        task_default_queue=TRAINING_QUEUE,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        # A job message is acknowledged only once its task has finished, and
+        # is given back to the queue when the worker running it dies.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        # Redis re-delivers an unacknowledged message after this long, so it
+        # must exceed the longest task the workers may run.
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout_s,
+        },
+        result_backend_transport_options={"retry_policy": {"timeout": 5.0}},
+        result_expires=settings.result_expires_s,
+        task_ignore_result=True,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        enable_utc=True,
+    )
+    return app
+
+
+app = create_celery(get_settings())

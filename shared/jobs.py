@@ -1,0 +1,161 @@
+"""Job records: one training request and its lifecycle, kept in S3.
+
+A record is rewritten only with a conditional write on the ETag it was read
+with, so two writers never lose each other's changes. Job ids sort by
+creation time, so the newest jobs are the last keys of a listing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from shared import keys
+from shared.errors import Conflict, NotFound
+from shared.storage import Storage
+
+log = logging.getLogger(__name__)
+
+UPDATE_ATTEMPTS = 10
+
+
+class JobStatus(str, Enum):
+    QUEUED = "queued"
+    TRAINING = "training"
+    EVALUATING = "evaluating"
+    DEPLOYED = "deployed"
+    REJECTED = "rejected"
+    FAILED = "failed"
+
+    @property
+    def finished(self) -> bool:
+        return self in FINISHED
+
+
+FINISHED = {JobStatus.DEPLOYED, JobStatus.REJECTED, JobStatus.FAILED}
+
+
+class JobRequest(BaseModel):
+    """What the LMS asked for, after the gateway checked it against the dataset."""
+
+    model: str
+    dataset_id: str
+    target: str
+    task: str
+    features: list[str]
+    id_column: str | None = None
+    algorithm: str = "auto"
+
+
+class JobRecord(BaseModel):
+    id: str
+    tenant: str
+    status: JobStatus = JobStatus.QUEUED
+    request: JobRequest
+    version: int | None = None
+    metrics: dict[str, float | None] | None = None
+    decision: dict[str, Any] | None = None
+    error: str | None = None
+    attempts: int = 0
+    timestamps: dict[str, str] = Field(default_factory=dict)
+    notes: list[str] = Field(default_factory=list)
+
+    @property
+    def model(self) -> str:
+        return self.request.model
+
+    def public(self) -> dict[str, Any]:
+        """The record as the status API shows it."""
+        return {
+            "id": self.id,
+            "status": self.status.value,
+            "model": self.request.model,
+            "dataset_id": self.request.dataset_id,
+            "target": self.request.target,
+            "task": self.request.task,
+            "algorithm": self.request.algorithm,
+            "features": self.request.features,
+            "version": self.version,
+            "metrics": self.metrics,
+            "decision": self.decision,
+            "error": self.error,
+            "attempts": self.attempts,
+            "timestamps": self.timestamps,
+            "notes": self.notes,
+        }
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def new_job_id() -> str:
+    """A job id that sorts by creation time: milliseconds, then randomness."""
+    return f"{int(time.time() * 1000):013x}{os.urandom(5).hex()}"
+
+
+class JobStore:
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    def create(self, tenant: str, request: JobRequest) -> JobRecord:
+        record = JobRecord(id=new_job_id(), tenant=tenant, request=request)
+        record.timestamps[JobStatus.QUEUED.value] = now_iso()
+        key = keys.job_record(tenant, record.id)
+        self.storage.put_json(key, record.model_dump(mode="json"), if_none_match=True)
+        return record
+
+    def get(self, tenant: str, job_id: str) -> JobRecord:
+        return self._read(tenant, job_id)[0]
+
+    def update(
+        self, tenant: str, job_id: str, change: Callable[[JobRecord], None]
+    ) -> JobRecord:
+        """Apply ``change`` to the stored record, retrying lost races."""
+        for _ in range(UPDATE_ATTEMPTS):
+            record, etag = self._read(tenant, job_id)
+            change(record)
+            key = keys.job_record(tenant, job_id)
+            try:
+                self.storage.put_json(key, record.model_dump(mode="json"), if_match=etag)
+            except Conflict:
+                continue
+            return record
+        raise Conflict(
+            f"job {job_id}: record changed {UPDATE_ATTEMPTS} times while being updated"
+        )
+
+    def set_status(self, tenant: str, job_id: str, status: JobStatus, **fields: Any) -> JobRecord:
+        def change(record: JobRecord) -> None:
+            record.status = status
+            record.timestamps[status.value] = now_iso()
+            for name, value in fields.items():
+                setattr(record, name, value)
+
+        return self.update(tenant, job_id, change)
+
+    def recent(self, tenant: str, limit: int) -> list[JobRecord]:
+        names = list(self.storage.list_keys(keys.jobs_prefix(tenant)))
+        newest = [name for name in reversed(names) if name.endswith(".json")][:limit]
+        records = []
+        for name in newest:
+            job_id = name.rsplit("/", 1)[-1].removesuffix(".json")
+            try:
+                records.append(self.get(tenant, job_id))
+            except NotFound:
+                continue
+        return records
+
+    def _read(self, tenant: str, job_id: str) -> tuple[JobRecord, str]:
+        try:
+            value, etag = self.storage.get_json(keys.job_record(tenant, job_id))
+        except NotFound as error:
+            raise NotFound(f"job {job_id!r} not found") from error
+        return JobRecord.model_validate(value), etag

@@ -1,0 +1,78 @@
+"""One settings class for every service, read from environment variables.
+
+The defaults run the local stack that ``make up`` starts; deployments set
+the variables (``REDIS_URL``, ``S3_ENDPOINT_URL``, ...). Units are in the
+names: ``_S`` seconds, ``_BYTES`` bytes.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False)
+
+    # Broker, result backend, caches and locks. Nothing durable lives here.
+    redis_url: str = "redis://127.0.0.1:6379/0"
+
+    # Artifact store: the source of truth for datasets, jobs and versions.
+    s3_endpoint_url: str = "http://127.0.0.1:8333"
+    s3_bucket: str = "eduml"
+    s3_prefix: str = Field(
+        default="",
+        description="Key prefix inside the bucket; tests give each run its own.",
+    )
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str = "eduml-local"
+    s3_secret_access_key: str = "eduml-local-secret"
+    s3_addressing_style: str = "path"
+    s3_connect_timeout_s: float = 3.0
+    s3_read_timeout_s: float = 30.0
+    s3_max_attempts: int = 3
+
+    # Tenancy. Until API keys exist every request belongs to this tenant.
+    default_tenant: str = "default"
+    pseudonym_key: str = Field(
+        default="eduml-local-pseudonym-key",
+        description="Secret that keys the HMAC pseudonyms of student ids.",
+    )
+
+    # Gateway.
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8000
+    max_upload_bytes: int = 200 * MIB
+    max_csv_rows: int = 2_000_000
+    max_csv_columns: int = 2_000
+    max_predict_instances: int = 1_000
+    predict_timeout_s: float = 10.0
+    jobs_list_limit: int = 50
+
+    # Training and evaluation.
+    seed: int = 42
+    test_fraction: float = 0.2
+    min_training_rows: int = 10
+    cv_folds: int = 5
+    auto_budget_s: float = 60.0
+    auto_max_rows: int = 20_000
+    training_time_limit_s: int = 1_800
+    evaluation_time_limit_s: int = 600
+    serving_time_limit_s: int = 30
+
+    # Celery.
+    result_expires_s: int = 3_600
+    visibility_timeout_s: int = 2 * 1_800 + 600
+    serving_cache_versions: int = 8
+
+    log_level: str = "INFO"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The settings of this process, read once from the environment."""
+    return Settings()
