@@ -1,0 +1,137 @@
+"""Real parts for the tests: a Redis, a SeaweedFS, the gateway and the workers.
+
+The machine's Redis is used when it answers (its database 15, emptied at the
+start); otherwise a private one is started. A private SeaweedFS is started
+on ports of its own unless TEST_S3_ENDPOINT_URL names one. Each test gets
+its own key prefix in the bucket; integration tests share one stack, each
+with its own model names.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from scripts import stack
+from shared.settings import Settings
+from shared.storage import Storage
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+DATA = ROOT / "data"
+CASES = Path(__file__).resolve().parent / "data" / "cases"
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+SEAWEED_PORT_OFFSET = 100
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url = TEST_REDIS_URL
+    try:
+        redis.Redis.from_url(url, socket_timeout=1).ping()
+        started = None
+    except redis.RedisError:
+        port = free_port()
+        started = stack.start_redis(port, ARTIFACTS / "logs" / "redis.log")
+        url = f"redis://127.0.0.1:{port}/0"
+    redis.Redis.from_url(url).flushdb()
+    yield url
+    if started is not None:
+        stack.stop(started.pid)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    given = os.environ.get("TEST_S3_ENDPOINT_URL")
+    if given:
+        yield given
+        return
+    ports = stack.SeaweedPorts.shifted(SEAWEED_PORT_OFFSET)
+    endpoint = f"http://127.0.0.1:{ports.s3}"
+    settings = Settings(s3_endpoint_url=endpoint, s3_bucket="eduml-test")
+    if stack.s3_answers(settings):
+        yield endpoint
+        return
+    data_dir = tmp_path_factory.mktemp("seaweedfs")
+    process = stack.start_seaweed(data_dir, ports, settings, ARTIFACTS / "logs" / "seaweedfs.log")
+    yield endpoint
+    stack.stop(process.pid)
+
+
+@pytest.fixture(scope="session")
+def settings(redis_url: str, s3_endpoint: str) -> Settings:
+    return Settings(
+        redis_url=redis_url,
+        s3_endpoint_url=s3_endpoint,
+        s3_bucket="eduml-test",
+        s3_prefix=f"run-{uuid.uuid4().hex[:12]}",
+        auto_budget_s=20.0,
+        predict_timeout_s=20.0,
+    )
+
+
+@pytest.fixture
+def storage(settings: Settings) -> Storage:
+    """A storage under a key prefix of this test's own."""
+    prefix = f"{settings.s3_prefix}/unit-{uuid.uuid4().hex[:12]}"
+    store = Storage.from_settings(settings.model_copy(update={"s3_prefix": prefix}))
+    store.ensure_bucket()
+    return store
+
+
+@pytest.fixture
+def connection(settings: Settings) -> redis.Redis:
+    return redis.Redis.from_url(settings.redis_url)
+
+
+def stack_env(settings: Settings) -> dict[str, str]:
+    return {
+        "REDIS_URL": settings.redis_url,
+        "S3_ENDPOINT_URL": settings.s3_endpoint_url,
+        "S3_BUCKET": settings.s3_bucket,
+        "S3_PREFIX": settings.s3_prefix,
+        "AUTO_BUDGET_S": str(settings.auto_budget_s),
+        "PREDICT_TIMEOUT_S": str(settings.predict_timeout_s),
+    }
+
+
+@pytest.fixture(scope="session")
+def gateway_url(settings: Settings) -> Iterator[str]:
+    """A real gateway (uvicorn) and one real Celery worker per queue."""
+    env = stack_env(settings)
+    logs = ARTIFACTS / "logs"
+    port = free_port()
+    processes = [
+        stack.start_worker(queue, logs / f"worker-{queue}.log", env, name=f"test-{queue}")
+        for queue in stack.WORKERS
+    ]
+    processes.append(stack.start_gateway("127.0.0.1", port, logs / "gateway.log", env))
+    base_url = f"http://127.0.0.1:{port}"
+    stack.wait_for_consumers(base_url, list(stack.WORKERS))
+    yield base_url
+    for process in processes:
+        stack.stop(process.pid)
+
+
+@pytest.fixture
+def api(gateway_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=gateway_url, timeout=60) as client:
+        yield client
+
+
+@pytest.fixture
+def model_name() -> str:
+    return f"m-{uuid.uuid4().hex[:10]}"
