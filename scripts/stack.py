@@ -242,6 +242,11 @@ def up() -> None:
         typer.echo(f"started Redis on port {redis_port}")
     base_url = f"http://{settings.gateway_host}:{settings.gateway_port}"
     if "gateway" not in running:
+        if port_open(settings.gateway_host, settings.gateway_port):
+            raise typer.BadParameter(
+                f"port {settings.gateway_port} is in use by a process 'make up' did not "
+                "start; stop it or set GATEWAY_PORT"
+            )
         _record("gateway", start_gateway(settings.gateway_host, settings.gateway_port,
                                          logs / "gateway.log", {}))
         typer.echo(f"started the gateway at {base_url}")
