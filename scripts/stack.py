@@ -175,19 +175,24 @@ def wait_for_consumers(base_url: str, queues: list[str]) -> None:
     wait_until(consumed, START_TIMEOUT_S, f"workers for {queues}")
 
 
-def stop(process_id: int) -> None:
-    """Stop a process group started here: TERM, then KILL after a grace period."""
+def stop(process: subprocess.Popen | int) -> None:
+    """Stop a process group started here: TERM, then KILL after a grace period.
+
+    Pass the Popen when this process started it, so that it is reaped
+    rather than left as a zombie that still looks alive.
+    """
+    process_id = process if isinstance(process, int) else process.pid
     try:
         os.killpg(process_id, signal.SIGTERM)
     except ProcessLookupError:
         return
     deadline = time.monotonic() + STOP_TIMEOUT_S
     while time.monotonic() < deadline:
-        try:
-            os.killpg(process_id, 0)
-        except ProcessLookupError:
+        if not isinstance(process, int) and process.poll() is not None:
+            break
+        if not _alive(process_id):
             return
-        time.sleep(0.2)
+        time.sleep(0.1)
     try:
         os.killpg(process_id, signal.SIGKILL)
     except ProcessLookupError:

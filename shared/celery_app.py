@@ -43,6 +43,7 @@ def create_celery(settings: Settings) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
+        worker_max_memory_per_child=settings.worker_max_memory_mib * 1024,
         # Redis re-delivers an unacknowledged message after this long, so it
         # must exceed the longest task the workers may run.
         broker_transport_options={

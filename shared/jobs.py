@@ -64,6 +64,7 @@ class JobRecord(BaseModel):
     decision: dict[str, Any] | None = None
     error: str | None = None
     attempts: int = 0
+    worker: str | None = None
     timestamps: dict[str, str] = Field(default_factory=dict)
     notes: list[str] = Field(default_factory=list)
 
@@ -87,6 +88,7 @@ class JobRecord(BaseModel):
             "decision": self.decision,
             "error": self.error,
             "attempts": self.attempts,
+            "worker": self.worker,
             "timestamps": self.timestamps,
             "notes": self.notes,
         }
@@ -110,6 +112,7 @@ class JobStore:
         record.timestamps[JobStatus.QUEUED.value] = now_iso()
         key = keys.job_record(tenant, record.id)
         self.storage.put_json(key, record.model_dump(mode="json"), if_none_match=True)
+        self.storage.put_bytes(keys.active_marker(tenant, record.id), b"")
         return record
 
     def get(self, tenant: str, job_id: str) -> JobRecord:
@@ -139,7 +142,19 @@ class JobStore:
             for name, value in fields.items():
                 setattr(record, name, value)
 
-        return self.update(tenant, job_id, change)
+        record = self.update(tenant, job_id, change)
+        if status.finished:
+            self.storage.delete(keys.active_marker(tenant, job_id))
+        return record
+
+    def active(self) -> list[tuple[str, str]]:
+        """(tenant, job id) of every job not yet finished, across tenants."""
+        found = []
+        for folder in self.storage.list_folders(keys.TENANTS_PREFIX):
+            tenant = folder.rstrip("/").rsplit("/", 1)[-1]
+            for key in self.storage.list_keys(keys.active_prefix(tenant)):
+                found.append((tenant, key.rsplit("/", 1)[-1]))
+        return found
 
     def recent(self, tenant: str, limit: int) -> list[JobRecord]:
         names = list(self.storage.list_keys(keys.jobs_prefix(tenant)))

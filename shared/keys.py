@@ -23,6 +23,18 @@ def dataset_schema(tenant: str, dataset_id: str) -> str:
     return f"{tenant_root(tenant)}/datasets/{dataset_id}/schema.json"
 
 
+def active_prefix(tenant: str) -> str:
+    """One empty marker per unfinished job, so the reaper finds them by listing."""
+    return f"{tenant_root(tenant)}/active/"
+
+
+def active_marker(tenant: str, job_id: str) -> str:
+    return f"{active_prefix(tenant)}{job_id}"
+
+
+TENANTS_PREFIX = "tenants/"
+
+
 def jobs_prefix(tenant: str) -> str:
     return f"{tenant_root(tenant)}/jobs/"
 
@@ -65,6 +77,20 @@ def champion(tenant: str, model: str) -> str:
     return f"{model_root(tenant, model)}/champion.json"
 
 
+TENANTS_PREFIX = "tenants/"
+API_KEY_INDEX_PREFIX = "auth/keys/"
+
+
+def tenant_record(tenant: str) -> str:
+    """A tenant's name and its API keys (hashes only, never a raw key)."""
+    return f"{tenant_root(tenant)}/tenant.json"
+
+
+def api_key_index(key_hash: str) -> str:
+    """Maps the SHA-256 of an API key to its tenant and key id."""
+    return f"{API_KEY_INDEX_PREFIX}{key_hash}.json"
+
+
 # --- Redis keys -------------------------------------------------------------
 
 REDIS_NAMESPACE = "eduml"
@@ -74,8 +100,17 @@ def champion_cache(tenant: str, model: str) -> str:
     return f"{REDIS_NAMESPACE}:champion:{tenant}:{model}"
 
 
-def registry_lock(tenant: str, model: str) -> str:
-    return f"{REDIS_NAMESPACE}:lock:registry:{tenant}:{model}"
+def job_lease(tenant: str, job_id: str) -> str:
+    """Held by the worker running a step of the job, renewed while it runs."""
+    return f"{REDIS_NAMESPACE}:lease:{tenant}:{job_id}"
+
+
+def job_dispatched(tenant: str, job_id: str) -> str:
+    """Set while a task for the job waits in a queue, cleared when a worker takes it."""
+    return f"{REDIS_NAMESPACE}:dispatched:{tenant}:{job_id}"
+
+
+REAPER_LOCK = f"{REDIS_NAMESPACE}:lock:reaper"
 
 
 def worker_heartbeat(worker: str) -> str:
@@ -92,3 +127,8 @@ PRIORITY_STEPS = (0, 3, 6, 9)
 
 def queue_lists(queue: str) -> list[str]:
     return [queue if step == 0 else f"{queue}{PRIORITY_SEPARATOR}{step}" for step in PRIORITY_STEPS]
+
+
+def job_orphaned(tenant: str, job_id: str) -> str:
+    """When a reaper first saw the job with neither a lease nor a queued task."""
+    return f"{REDIS_NAMESPACE}:orphaned:{tenant}:{job_id}"

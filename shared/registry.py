@@ -15,7 +15,7 @@ import redis
 from pydantic import BaseModel, Field
 
 from shared import keys
-from shared.errors import Conflict, NotFound
+from shared.errors import Conflict, DependencyUnavailable, NotFound
 from shared.jobs import now_iso
 from shared.storage import Storage
 
@@ -185,13 +185,26 @@ def cached_champion(
         cached = None
     if cached:
         return Champion.model_validate_json(cached)
-    champion = registry.champion(tenant, model)
+    try:
+        champion = registry.champion(tenant, model)
+    except DependencyUnavailable:
+        if (tenant, model) not in _LAST_KNOWN:
+            raise
+        log.warning("registry: S3 unavailable; %s/%s served by its last known champion",
+                    tenant, model)
+        return _LAST_KNOWN[(tenant, model)]
+    if champion is not None:
+        _LAST_KNOWN[(tenant, model)] = champion
     if champion is not None:
         try:
             connection.set(key, champion.model_dump_json(), ex=CHAMPION_CACHE_TTL_S)
         except redis.RedisError:
             log.warning("registry: could not cache the champion of %s/%s", tenant, model)
     return champion
+
+
+# The last champion each process read, to keep serving while S3 is away.
+_LAST_KNOWN: dict[tuple[str, str], Champion] = {}
 
 
 def forget_champion(connection: redis.Redis, tenant: str, model: str) -> None:

@@ -36,8 +36,20 @@ class Settings(BaseSettings):
     s3_read_timeout_s: float = 30.0
     s3_max_attempts: int = 3
 
-    # Tenancy. Until API keys exist every request belongs to this tenant.
+    # Tenancy. With ADMIN_API_KEY unset authentication is off (local
+    # development only) and every request belongs to ``default_tenant``.
     default_tenant: str = "default"
+    admin_api_key: str | None = Field(
+        default=None,
+        min_length=16,
+        description="Secret that manages tenants and their API keys; no default.",
+    )
+    api_key_cache_ttl_s: float = Field(
+        default=30.0,
+        ge=0.0,
+        description="How long a gateway trusts a looked-up API key; a revoked key "
+        "is refused by every gateway within this time.",
+    )
     pseudonym_key: str = Field(
         default="eduml-local-pseudonym-key",
         description="Secret that keys the HMAC pseudonyms of student ids.",
@@ -63,6 +75,20 @@ class Settings(BaseSettings):
     training_time_limit_s: int = 1_800
     evaluation_time_limit_s: int = 600
     serving_time_limit_s: int = 30
+
+    # Workers. A pool process above this resident size is replaced after its
+    # task, so a leaking worker is recycled before the machine kills it.
+    worker_max_memory_mib: int = 2_048
+    # A dead worker's job is revived within about lease + grace + interval.
+    lease_ttl_s: int = 30
+    orphan_grace_s: float = 15.0
+    reaper_interval_s: float = 10.0
+    dependency_retries: int = 3
+    step_delay_s: float = Field(
+        default=0.0,
+        description="Fault-test hook: each training and evaluation step waits this long.",
+    )
+    dependency_backoff_s: float = 2.0
 
     # Celery.
     result_expires_s: int = 3_600

@@ -11,13 +11,19 @@ from celery.signals import worker_ready, worker_shutdown
 from shared.clients import get_clients
 from shared.logs import configure_logging
 from shared.queues import Heartbeat
+from shared.reaper import Reaper
 
 log = logging.getLogger(__name__)
 
 
-def prepare_worker(app: Celery, queue: str) -> None:
-    """Hook a worker of ``queue`` up to logging, the bucket and heartbeats."""
+def prepare_worker(app: Celery, queue: str, reaper: bool = False) -> None:
+    """Hook a worker of ``queue`` up to logging, the bucket and heartbeats.
+
+    Workers of the job queues also run the reaper, which revives jobs whose
+    worker or message was lost.
+    """
     heartbeats: list[Heartbeat] = []
+    reapers: list[Reaper] = []
 
     @worker_ready.connect(weak=False)
     def on_ready(sender: Any = None, **_: Any) -> None:
@@ -27,9 +33,14 @@ def prepare_worker(app: Celery, queue: str) -> None:
         heartbeat = Heartbeat(clients.connection, sender.hostname, [queue])
         heartbeat.start()
         heartbeats.append(heartbeat)
+        if reaper:
+            reapers.append(Reaper(clients))
+            reapers[-1].start()
         log.info("worker %s: consuming queue %r", sender.hostname, queue)
 
     @worker_shutdown.connect(weak=False)
     def on_shutdown(**_: Any) -> None:
         for heartbeat in heartbeats:
             heartbeat.stop()
+        for running in reapers:
+            running.stop()

@@ -11,11 +11,13 @@ against that one.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from services.evaluation.metrics import (
@@ -28,7 +30,8 @@ from services.evaluation.metrics import (
 from shared import artifacts
 from shared.celery_app import EVALUATE_TASK, app
 from shared.clients import Clients, get_clients
-from shared.errors import Conflict, PlatformError
+from shared.errors import Conflict, DependencyUnavailable, PlatformError
+from shared.job_steps import claim, fail, holder_name, retry_or_fail
 from shared.jobs import JobRecord, JobStatus, now_iso
 from shared.registry import VersionRecord, forget_champion
 from shared.settings import get_settings
@@ -68,24 +71,45 @@ class Decision:
 
 @app.task(
     name=EVALUATE_TASK,
+    bind=True,
     soft_time_limit=settings.evaluation_time_limit_s,
     time_limit=settings.evaluation_time_limit_s + 30,
 )
-def evaluate(tenant: str, job_id: str) -> None:
+def evaluate(task: Task, tenant: str, job_id: str) -> None:
     clients = get_clients()
-    record = clients.jobs.get(tenant, job_id)
+    try:
+        record = clients.jobs.get(tenant, job_id)
+    except DependencyUnavailable as error:
+        retry_or_fail(task, clients, tenant, job_id, JobStatus.EVALUATING, error)
+        return
     if record.status is not JobStatus.EVALUATING or record.version is None:
         log.info("evaluation job %s: status %s, nothing to do", job_id, record.status.value)
         return
+    lease = claim(clients, tenant, job_id, holder_name(task))
+    if lease is None:
+        return
     try:
-        evaluate_version(clients, record, record.version)
+        run_evaluation(clients, record, lease.holder)
+    except DependencyUnavailable as error:
+        retry_or_fail(task, clients, tenant, job_id, JobStatus.EVALUATING, error)
     except SoftTimeLimitExceeded:
-        fail(clients, record, f"evaluation exceeded {settings.evaluation_time_limit_s} s")
+        fail(clients, tenant, job_id,
+             f"evaluation exceeded {settings.evaluation_time_limit_s} s")
     except PlatformError as error:
-        fail(clients, record, error.message)
+        fail(clients, tenant, job_id, error.message)
     except Exception as error:  # a worker must outlive any one job
         log.exception("evaluation job %s: unexpected failure", job_id)
-        fail(clients, record, f"evaluation failed: {type(error).__name__}: {error}")
+        fail(clients, tenant, job_id, f"evaluation failed: {type(error).__name__}: {error}")
+    finally:
+        lease.release()
+
+
+def run_evaluation(clients: Clients, record: JobRecord, holder: str) -> None:
+    record = clients.jobs.update(
+        record.tenant, record.id, lambda job: setattr(job, "worker", holder)
+    )
+    time.sleep(settings.step_delay_s)
+    evaluate_version(clients, record, record.version or 0)
 
 
 def evaluate_version(clients: Clients, record: JobRecord, number: int) -> None:
@@ -251,11 +275,6 @@ def build_report(
         "selection": version.selection,
         "evaluated_at": now_iso(),
     }
-
-
-def fail(clients: Clients, record: JobRecord, message: str) -> None:
-    log.warning("evaluation job %s: failed: %s", record.id, message)
-    clients.jobs.set_status(record.tenant, record.id, JobStatus.FAILED, error=message)
 
 
 def _fmt(value: float | None) -> str:

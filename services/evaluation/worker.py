@@ -4,6 +4,6 @@ from services.evaluation import tasks  # noqa: F401  (registers the task)
 from shared.celery_app import EVALUATION_QUEUE, app
 from shared.worker_boot import prepare_worker
 
-prepare_worker(app, EVALUATION_QUEUE)
+prepare_worker(app, EVALUATION_QUEUE, reaper=True)
 
 __all__ = ["app"]

@@ -77,6 +77,7 @@ def run_prediction(
         PREDICT_TASK,
         kwargs={"tenant": tenant, "model": record.model, "version": record.version,
                 "columns": columns, "rows": rows},
+        expires=timeout_s,
     )
     try:
         answer: dict[str, Any] = result.get(timeout=timeout_s, propagate=True)

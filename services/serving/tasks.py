@@ -58,6 +58,8 @@ cache = ModelCache(settings.serving_cache_versions)
 @app.task(
     name=PREDICT_TASK,
     ignore_result=False,
+    # A prediction nobody waits for any more is not worth running again.
+    acks_late=False,
     soft_time_limit=settings.serving_time_limit_s,
     time_limit=settings.serving_time_limit_s + 5,
 )

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from services.training.pipeline import (
@@ -24,9 +25,11 @@ from services.training.pipeline import (
     split_indices,
 )
 from shared import artifacts, keys
-from shared.celery_app import EVALUATE_TASK, TRAIN_TASK, app
+from shared.celery_app import TRAIN_TASK, app
 from shared.clients import Clients, get_clients
-from shared.errors import PlatformError
+from shared.dispatch import hand_on
+from shared.errors import DependencyUnavailable, PlatformError
+from shared.job_steps import claim, fail, holder_name, retry_or_fail
 from shared.jobs import JobRecord, JobStatus, now_iso
 from shared.registry import ArtifactRef, FeatureSpec, VersionRecord
 from shared.settings import get_settings
@@ -48,47 +51,58 @@ class Fitted:
 
 @app.task(
     name=TRAIN_TASK,
+    bind=True,
     soft_time_limit=settings.training_time_limit_s,
     time_limit=settings.training_time_limit_s + 60,
 )
-def train(tenant: str, job_id: str) -> None:
+def train(task: Task, tenant: str, job_id: str) -> None:
     clients = get_clients()
-    record = clients.jobs.get(tenant, job_id)
-    if record.status.finished:
+    try:
+        record = clients.jobs.get(tenant, job_id)
+    except DependencyUnavailable as error:
+        retry_or_fail(task, clients, tenant, job_id, JobStatus.TRAINING, error)
+        return
+    if record.status not in (JobStatus.QUEUED, JobStatus.TRAINING):
         log.info("training job %s: already %s, nothing to do", job_id, record.status.value)
         return
-    if record.status is JobStatus.EVALUATING:
-        hand_to_evaluation(tenant, job_id)
+    lease = claim(clients, tenant, job_id, holder_name(task))
+    if lease is None:
         return
-
-    record = begin(clients, record)
     try:
-        version = fit_and_register(clients, record)
+        run_training(clients, tenant, job_id, lease.holder)
+    except DependencyUnavailable as error:
+        retry_or_fail(task, clients, tenant, job_id, JobStatus.TRAINING, error)
     except SoftTimeLimitExceeded:
-        fail(clients, record, f"training exceeded {settings.training_time_limit_s} s")
-        return
+        fail(clients, tenant, job_id, f"training exceeded {settings.training_time_limit_s} s")
     except PlatformError as error:
-        fail(clients, record, error.message)
-        return
+        fail(clients, tenant, job_id, error.message)
     except Exception as error:  # a worker must outlive any one job
         log.exception("training job %s: unexpected failure", job_id)
-        fail(clients, record, f"training failed: {type(error).__name__}: {error}")
-        return
+        fail(clients, tenant, job_id, f"training failed: {type(error).__name__}: {error}")
+    finally:
+        lease.release()
+
+
+def run_training(clients: Clients, tenant: str, job_id: str, holder: str) -> None:
+    record = begin(clients, tenant, job_id, holder)
+    time.sleep(settings.step_delay_s)
+    version = fit_and_register(clients, record)
 
     clients.jobs.set_status(tenant, job_id, JobStatus.EVALUATING, version=version)
-    hand_to_evaluation(tenant, job_id)
+    hand_on(clients.connection, tenant, job_id, JobStatus.EVALUATING,
+            settings.visibility_timeout_s)
 
 
-def begin(clients: Clients, record: JobRecord) -> JobRecord:
+def begin(clients: Clients, tenant: str, job_id: str, holder: str) -> JobRecord:
     def change(job: JobRecord) -> None:
-        if job.attempts > 0:
-            job.notes.append(f"attempt {job.attempts + 1}: previous attempt did not finish")
-        job.attempts += 1
+        job.attempts = max(job.attempts, 1)
+        job.worker = holder
         job.status = JobStatus.TRAINING
-        job.timestamps[JobStatus.TRAINING.value] = now_iso()
+        job.timestamps.setdefault(JobStatus.TRAINING.value, now_iso())
 
-    record = clients.jobs.update(record.tenant, record.id, change)
-    log.info("training job %s: attempt %d for model %r", record.id, record.attempts, record.model)
+    record = clients.jobs.update(tenant, job_id, change)
+    log.info("training job %s: attempt %d for model %r on %s",
+             job_id, record.attempts, record.model, holder)
     return record
 
 
@@ -172,13 +186,6 @@ def fit(frame: pd.DataFrame, record: JobRecord) -> Fitted:
     )
 
 
-def hand_to_evaluation(tenant: str, job_id: str) -> None:
-    app.send_task(EVALUATE_TASK, kwargs={"tenant": tenant, "job_id": job_id})
-
-
-def fail(clients: Clients, record: JobRecord, message: str) -> None:
-    log.warning("training job %s: failed: %s", record.id, message)
-    clients.jobs.set_status(record.tenant, record.id, JobStatus.FAILED, error=message)
 
 
 def _column_type(schema: Any, name: str) -> str:

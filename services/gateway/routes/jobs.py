@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis
 from fastapi import APIRouter, Depends, Query
 from kombu.exceptions import OperationalError
 
@@ -12,8 +13,8 @@ from services.gateway.deps import clients, tenant
 from services.gateway.job_checks import check_job
 from services.gateway.responses import SafeJSONResponse
 from services.gateway.schemas import JobCreate
-from shared.celery_app import TRAIN_TASK, app
 from shared.clients import Clients
+from shared.dispatch import dispatch
 from shared.errors import DependencyUnavailable
 from shared.jobs import JobStatus
 
@@ -30,8 +31,9 @@ def create_job(
 
     record = c.jobs.create(owner, request)
     try:
-        app.send_task(TRAIN_TASK, kwargs={"tenant": owner, "job_id": record.id})
-    except OperationalError as error:
+        dispatch(c.connection, owner, record.id, JobStatus.QUEUED,
+                 c.settings.visibility_timeout_s)
+    except (OperationalError, redis.RedisError) as error:
         message = f"could not enqueue the job: Redis is unavailable at REDIS_URL ({error})"
         c.jobs.set_status(owner, record.id, JobStatus.FAILED, error=message)
         raise DependencyUnavailable(message) from error
