@@ -8,6 +8,7 @@ stops exactly those. Tests use the same functions to start private copies.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -34,6 +35,10 @@ WORKERS = {
     "serving": ["--concurrency", "2"],
 }
 
+# SeaweedFS listens on each HTTP port + 10000 for gRPC.
+GRPC_PORT_OFFSET = 10_000
+FREE_PORT_LOW, FREE_PORT_HIGH = 20_000, 29_999
+
 cli = typer.Typer(add_completion=False, help="Start and stop the local stack.")
 
 
@@ -53,6 +58,21 @@ class SeaweedPorts:
     def shifted(cls, offset: int) -> SeaweedPorts:
         base = cls()
         return cls(*(getattr(base, name) + offset for name in base.__dataclass_fields__))
+
+    @classmethod
+    def free(cls) -> SeaweedPorts:
+        """Ports no one listens on, nor on each gRPC port SeaweedFS adds 10000 to."""
+        chosen: list[int] = []
+        while len(chosen) < len(cls.__dataclass_fields__):
+            port = random.randint(FREE_PORT_LOW, FREE_PORT_HIGH)
+            taken = {p for c in chosen for p in (c, c + GRPC_PORT_OFFSET)}
+            if port in taken or port + GRPC_PORT_OFFSET in taken:
+                continue
+            if not port_open("127.0.0.1", port) and not port_open(
+                "127.0.0.1", port + GRPC_PORT_OFFSET
+            ):
+                chosen.append(port)
+        return cls(*chosen)
 
 
 def port_open(host: str, port: int) -> bool:

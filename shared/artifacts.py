@@ -16,7 +16,7 @@ import numpy
 import pandas
 import sklearn
 
-from shared.errors import ArtifactRejected
+from shared.errors import ArtifactRejected, NotFound
 from shared.registry import VersionRecord
 from shared.storage import Storage, sha256_hex
 
@@ -40,6 +40,8 @@ def dump(pipeline: Any) -> bytes:
 
 def load(storage: Storage, record: VersionRecord) -> Any:
     """The fitted pipeline of a version, after its checks pass."""
+    if record.deleted_at is not None:
+        raise NotFound(f"{record.model} v{record.version} was deleted at {record.deleted_at}")
     check_libraries(record)
     data = storage.get_bytes(record.artifact.key)
     digest = sha256_hex(data)

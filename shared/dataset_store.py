@@ -140,6 +140,33 @@ class DatasetStore:
         columns = [ColumnInfo(c.name, c.type, c.missing, c.distinct) for c in schema.columns]
         return schema, read_stored_csv(data, columns)
 
+    def erase_student(self, tenant: str, identity: str, student_id: str) -> int:
+        """Remove every row of one student from the stored table; the row count."""
+        schema, frame = self.load(tenant, identity)
+        if schema.id_column is None:
+            raise InvalidInput(
+                f"dataset {identity} has no id column, so no student's rows can be "
+                "found in it; declare id_column at upload"
+            )
+        key = tenant_key(self.pseudonym_secret, tenant)
+        keep = frame[schema.id_column] != pseudonym(key, student_id)
+        removed = int((~keep).sum())
+        if removed == 0:
+            return 0
+        frame = frame[keep].reset_index(drop=True)
+        schema.rows = len(frame)
+        for column in schema.columns:
+            column.missing = int(frame[column.name].isna().sum())
+            column.distinct = int(frame[column.name].nunique())
+            if column.counts is not None:
+                values = frame[column.name].dropna().value_counts()
+                column.counts = {_value_text(v): int(n) for v, n in values.items()}
+        schema.notes.append(f"{removed} rows of one student erased at {now_iso()}")
+        self.storage.put_verified(keys.dataset_table(tenant, identity), to_stored_csv(frame))
+        self.storage.put_json(keys.dataset_schema(tenant, identity), schema.model_dump())
+        log.info("datasets: %s/%s: %d rows of one student erased", tenant, identity, removed)
+        return removed
+
     def _pseudonymise(self, tenant: str, frame: pd.DataFrame, column: str) -> pd.DataFrame:
         key = tenant_key(self.pseudonym_secret, tenant)
         frame = frame.copy()

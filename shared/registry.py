@@ -9,6 +9,7 @@ leave exactly one champion and the loser gets a Conflict.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -63,6 +64,8 @@ class VersionRecord(BaseModel):
     test_rows: list[int]
     selection: dict[str, Any] | None = None
     created_at: str = Field(default_factory=now_iso)
+    deleted_at: str | None = None
+    erasures: list[dict[str, Any]] = Field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude={"test_rows"})
@@ -72,6 +75,7 @@ class Champion(BaseModel):
     version: int
     since: str = Field(default_factory=now_iso)
     reason: str = ""
+    previous: int | None = None
 
 
 class Registry:
@@ -122,6 +126,49 @@ class Registry:
             raise NotFound(f"model {model!r} not found")
         return numbers
 
+    def delete_version(self, tenant: str, model: str, version: int) -> VersionRecord:
+        """Remove a version's artifact and report; its record stays as a tombstone.
+
+        The champion is never deleted, and the number is never given again.
+        """
+        champion = self.champion(tenant, model)
+        if champion is not None and champion.version == version:
+            raise Conflict(
+                f"{model} v{version} is the champion and serves predictions — "
+                "promote another version or roll back first"
+            )
+        record = self.get_version(tenant, model, version)
+        if record.deleted_at is None:
+            self.storage.delete(record.artifact.key)
+            self.storage.delete(keys.version_report(tenant, model, version))
+            self.update_version(tenant, model, version, _mark_deleted)
+        return self.get_version(tenant, model, version)
+
+    def update_version(
+        self, tenant: str, model: str, version: int, change: Callable[[VersionRecord], None]
+    ) -> VersionRecord:
+        """Apply ``change`` to a version's record with a conditional write."""
+        key = keys.version_record(tenant, model, version)
+        for _ in range(ALLOCATE_ATTEMPTS):
+            value, etag = self.storage.get_json(key)
+            record = VersionRecord.model_validate(value)
+            change(record)
+            try:
+                self.storage.put_json(key, record.model_dump(mode="json"), if_match=etag)
+            except Conflict:
+                continue
+            return record
+        raise Conflict(f"{model} v{version}: record kept changing while being updated")
+
+    def versions_of_dataset(self, tenant: str, dataset_id: str) -> list[VersionRecord]:
+        found = []
+        for model in self.models(tenant):
+            for number in self.versions(tenant, model):
+                record = self.get_version(tenant, model, number)
+                if record.dataset_id == dataset_id:
+                    found.append(record)
+        return found
+
     # --- reports ------------------------------------------------------------
 
     def save_report(self, tenant: str, model: str, version: int, report: dict[str, Any]) -> None:
@@ -150,7 +197,7 @@ class Registry:
                 f"model {model!r}: champion is v{current_version}, expected "
                 f"v{expected}; v{version} must be evaluated against the new champion"
             )
-        champion = Champion(version=version, reason=reason)
+        champion = Champion(version=version, reason=reason, previous=current_version)
         key = keys.champion(tenant, model)
         value = champion.model_dump(mode="json")
         if etag is None:
@@ -201,6 +248,10 @@ def cached_champion(
         except redis.RedisError:
             log.warning("registry: could not cache the champion of %s/%s", tenant, model)
     return champion
+
+
+def _mark_deleted(record: VersionRecord) -> None:
+    record.deleted_at = now_iso()
 
 
 # The last champion each process read, to keep serving while S3 is away.

@@ -3,16 +3,19 @@
 The machine's Redis is used when it answers (its database 15, emptied at the
 start); otherwise a private one is started. A private SeaweedFS is started
 on ports of its own unless TEST_S3_ENDPOINT_URL names one. Each test gets
-its own key prefix in the bucket; integration tests share one stack, each
-with its own model names.
+its own key prefix in the bucket; integration tests share one stack, whose
+gateway runs with a random ADMIN_API_KEY, and each test works in a tenant of
+its own, created for it, with its own model names.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -80,6 +83,8 @@ def settings(redis_url: str, s3_endpoint: str) -> Settings:
         s3_prefix=f"run-{uuid.uuid4().hex[:12]}",
         auto_budget_s=20.0,
         predict_timeout_s=20.0,
+        admin_api_key=secrets.token_urlsafe(32),
+        api_key_cache_ttl_s=1.0,
     )
 
 
@@ -105,6 +110,8 @@ def stack_env(settings: Settings) -> dict[str, str]:
         "S3_PREFIX": settings.s3_prefix,
         "AUTO_BUDGET_S": str(settings.auto_budget_s),
         "PREDICT_TIMEOUT_S": str(settings.predict_timeout_s),
+        "ADMIN_API_KEY": settings.admin_api_key or "",
+        "API_KEY_CACHE_TTL_S": str(settings.api_key_cache_ttl_s),
     }
 
 
@@ -126,10 +133,58 @@ def gateway_url(settings: Settings) -> Iterator[str]:
         stack.stop(process.pid)
 
 
+def client_with_key(gateway_url: str, api_key: str | None) -> httpx.Client:
+    """A client of the test gateway that sends ``api_key`` as its bearer token."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    return httpx.Client(base_url=gateway_url, timeout=60, headers=headers)
+
+
+@dataclass(frozen=True)
+class TenantAccess:
+    """A tenant made for a test: its id, its first key, and a client using it."""
+
+    id: str
+    key_id: str
+    api_key: str
+    client: httpx.Client
+
+
+def create_tenant(gateway_url: str, admin: httpx.Client, name: str) -> TenantAccess:
+    answer = admin.post("/v1/tenants", json={"name": name})
+    assert answer.status_code == 201, answer.text
+    body = answer.json()
+    client = client_with_key(gateway_url, body["api_key"])
+    return TenantAccess(body["id"], body["key_id"], body["api_key"], client)
+
+
 @pytest.fixture
-def api(gateway_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=gateway_url, timeout=60) as client:
+def admin_api(gateway_url: str, settings: Settings) -> Iterator[httpx.Client]:
+    """A client holding the admin key: it manages tenants, it has no data."""
+    with client_with_key(gateway_url, settings.admin_api_key) as client:
         yield client
+
+
+@pytest.fixture
+def new_tenant(
+    gateway_url: str, admin_api: httpx.Client, request: pytest.FixtureRequest
+) -> Iterator[Callable[[], TenantAccess]]:
+    """Makes tenants for this test; each call gives another one."""
+    made: list[TenantAccess] = []
+
+    def make() -> TenantAccess:
+        access = create_tenant(gateway_url, admin_api, f"test {request.node.name}")
+        made.append(access)
+        return access
+
+    yield make
+    for access in made:
+        access.client.close()
+
+
+@pytest.fixture
+def api(new_tenant: Callable[[], TenantAccess]) -> httpx.Client:
+    """A client of a tenant of this test's own."""
+    return new_tenant().client
 
 
 @pytest.fixture

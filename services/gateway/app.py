@@ -13,9 +13,9 @@ from fastapi.exceptions import RequestValidationError
 
 from services.gateway.limits import BodyLimit
 from services.gateway.responses import SafeJSONResponse, error_body, error_response
-from services.gateway.routes import datasets, health, jobs, models, queues
+from services.gateway.routes import datasets, health, jobs, models, queues, tenants
 from shared.clients import get_clients
-from shared.errors import PlatformError
+from shared.errors import PlatformError, Unauthorized
 from shared.logs import configure_logging
 from shared.settings import Settings, get_settings
 
@@ -31,7 +31,7 @@ def create_app(settings: Settings) -> FastAPI:
         description="Train, evaluate, promote and serve student-outcome models.",
         default_response_class=SafeJSONResponse,
     )
-    for module in (health, datasets, jobs, models, queues):
+    for module in (health, datasets, jobs, models, queues, tenants):
         api.include_router(module.router)
     add_error_handlers(api)
     api.add_middleware(BodyLimit, limit_for=body_limit(settings))
@@ -39,6 +39,12 @@ def create_app(settings: Settings) -> FastAPI:
     @api.on_event("startup")
     def prepare() -> None:
         configure_logging(settings.log_level)
+        if settings.admin_api_key is None:
+            log.warning(
+                "gateway: authentication is off: ADMIN_API_KEY is unset; every "
+                "request belongs to tenant %r — local development only",
+                settings.default_tenant,
+            )
         try:
             get_clients().storage.ensure_bucket()
         except PlatformError as error:
@@ -59,7 +65,10 @@ def body_limit(settings: Settings):  # type: ignore[no-untyped-def]
 def add_error_handlers(api: FastAPI) -> None:
     @api.exception_handler(PlatformError)
     async def platform_error(_: Request, error: PlatformError) -> SafeJSONResponse:
-        return error_response(error)
+        response = error_response(error)
+        if isinstance(error, Unauthorized):
+            response.headers["WWW-Authenticate"] = "Bearer"
+        return response
 
     @api.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, error: RequestValidationError) -> SafeJSONResponse:

@@ -1,14 +1,84 @@
-"""Request dependencies: the process's clients and the caller's tenant."""
+"""Request dependencies: the process's clients, the caller's tenant, the admin.
+
+With ``ADMIN_API_KEY`` set, every data route needs a tenant's API key in
+``Authorization: Bearer <key>``, and the tenant routes need the admin key.
+The admin key is not a tenant key: data routes refuse it (401), and tenant
+routes refuse a tenant's key (401).
+
+With ``ADMIN_API_KEY`` unset (local development only) authentication is off:
+no header is checked, every request belongs to the default tenant, and the
+tenant routes answer 404 saying so.
+"""
 
 from __future__ import annotations
 
+import hmac
+from functools import lru_cache
+
+from fastapi import Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
 from shared.clients import Clients, get_clients
+from shared.errors import NotFound, Unauthorized
+from shared.tenants import MISSING_KEY, TenantStore
+
+bearer = HTTPBearer(
+    auto_error=False,
+    description="A tenant's API key; the admin key (ADMIN_API_KEY) for /v1/tenants.",
+)
+
+AUTHENTICATION_OFF = (
+    "tenant management is unavailable: authentication is off because "
+    "ADMIN_API_KEY is unset (local development only); set ADMIN_API_KEY to "
+    "manage tenants"
+)
 
 
 def clients() -> Clients:
     return get_clients()
 
 
-def tenant() -> str:
-    """The caller's tenant. Until API keys exist, everything is the default tenant."""
-    return get_clients().settings.default_tenant
+@lru_cache(maxsize=1)
+def tenant_store() -> TenantStore:
+    """The process's tenant store; it remembers accepted keys for a short time."""
+    c = get_clients()
+    return TenantStore(c.storage, cache_ttl_s=c.settings.api_key_cache_ttl_s)
+
+
+def tenant(
+    credentials: HTTPAuthorizationCredentials | None = Security(bearer),
+) -> str:
+    """The caller's tenant, from its API key; the default one when auth is off."""
+    settings = get_clients().settings
+    if settings.admin_api_key is None:
+        return settings.default_tenant
+    api_key = _bearer_token(credentials)
+    if _same_secret(api_key, settings.admin_api_key):
+        raise Unauthorized(
+            "the admin API key only manages tenants (/v1/tenants); send a tenant's "
+            "API key for data routes"
+        )
+    return tenant_store().authenticate(api_key)
+
+
+def admin(credentials: HTTPAuthorizationCredentials | None = Security(bearer)) -> None:
+    """Let only the holder of ADMIN_API_KEY through."""
+    settings = get_clients().settings
+    if settings.admin_api_key is None:
+        raise NotFound(AUTHENTICATION_OFF)
+    if not _same_secret(_bearer_token(credentials), settings.admin_api_key):
+        raise Unauthorized(
+            "this route needs the admin API key (ADMIN_API_KEY); the bearer token "
+            "sent is not it"
+        )
+
+
+def _bearer_token(credentials: HTTPAuthorizationCredentials | None) -> str:
+    if credentials is None or not credentials.credentials:
+        raise Unauthorized(MISSING_KEY)
+    return credentials.credentials
+
+
+def _same_secret(given: str, expected: str) -> bool:
+    # Bytes, because compare_digest refuses str with non-ASCII characters.
+    return hmac.compare_digest(given.encode(), expected.encode())

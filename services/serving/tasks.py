@@ -72,6 +72,12 @@ def predict(
     except PlatformError as error:
         log.warning("serving: %s v%d: %s", model, version, error.message)
         return {"error": {"code": error.code, "message": error.message}}
+    except Exception as error:  # a worker must outlive any request
+        # The exception's text may quote feature values: log its type only.
+        log.error("serving: %s v%d: prediction failed with %s", model, version,
+                  type(error).__name__)
+        message = f"{model} v{version} could not predict these instances ({type(error).__name__})"
+        return {"error": {"code": "invalid_input", "message": message}}
 
 
 def run_pipeline(

@@ -22,7 +22,6 @@ from scripts import stack
 from shared.settings import Settings
 from tests.conftest import ARTIFACTS, free_port
 
-SEAWEED_PORT_OFFSET = 200
 FAST_RECOVERY = {
     "LEASE_TTL_S": "4",
     "ORPHAN_GRACE_S": "2",
@@ -43,7 +42,7 @@ class PrivateStack:
         self.root = root
         self.logs = logs
         self.redis_port = free_port()
-        self.ports = stack.SeaweedPorts.shifted(SEAWEED_PORT_OFFSET)
+        self.ports = stack.SeaweedPorts.free()
         self.settings = Settings(
             redis_url=f"redis://127.0.0.1:{self.redis_port}/0",
             s3_endpoint_url=f"http://127.0.0.1:{self.ports.s3}",
