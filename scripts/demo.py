@@ -2,9 +2,10 @@
 
 Uploads the A-level chemistry results of 31,022 students (data/chem97.csv)
 with the label an LMS sends (at risk: a score of 4 or less), enqueues a
-training job, follows it, prints the evaluation and the promotion decision,
-asks for predictions for a few students, and prints as its last line one
-JSON object summing the run up.
+training job (schools kept whole on either side of the split, a per-gender
+report), follows it, prints the evaluation, the promotion decision and the
+model card, asks for predictions for a few students, and prints as its last
+line one JSON object summing the run up.
 """
 
 from __future__ import annotations
@@ -18,13 +19,16 @@ from typing import Any
 import httpx
 import pandas as pd
 from rich.console import Console
+from rich.markdown import Markdown
 from rich.table import Table
 
 from shared.settings import Settings
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "chem97.csv"
 MODEL = "chem97-at-risk"
-FEATURES = ["gender", "age", "gcsescore"]
+FEATURES = ["age", "gcsescore"]
+GROUP_COLUMNS = ["gender"]
+GROUP_SPLIT_COLUMN = "school"
 POLL_S = 0.5
 JOB_TIMEOUT_S = 240.0
 STUDENTS = [
@@ -50,6 +54,13 @@ def check(answer: httpx.Response) -> dict[str, Any]:
         raise SystemExit(f"{answer.request.method} {answer.request.url}: "
                          f"{answer.status_code} {answer.text}")
     return dict(answer.json())
+
+
+def check_text(answer: httpx.Response) -> str:
+    if answer.is_error:
+        raise SystemExit(f"{answer.request.method} {answer.request.url}: "
+                         f"{answer.status_code} {answer.text}")
+    return answer.text
 
 
 def follow(api: httpx.Client, job_id: str) -> dict[str, Any]:
@@ -82,12 +93,16 @@ def show_evaluation(job: dict[str, Any]) -> None:
 
 def show_predictions(answer: dict[str, Any]) -> None:
     table = Table(title=f"predictions of {answer['model']} v{answer['version']}")
-    for column in ("student", "at risk", "probability"):
+    for column in ("student", "at risk", "probability", "main reason"):
         table.add_column(column)
-    for student, label, probabilities in zip(
-        answer["ids"], answer["predictions"], answer["probabilities"], strict=True
+    for student, label, probabilities, reasons in zip(
+        answer["ids"], answer["predictions"], answer["probabilities"],
+        answer["explanations"], strict=True,
     ):
-        table.add_row(str(student), "yes" if label == 1 else "no", f"{probabilities['1']:.2f}")
+        top = reasons[0]
+        reason = f"{top['feature']} ({top['contribution']:+.2f})"
+        table.add_row(str(student), "yes" if label == 1 else "no",
+                      f"{probabilities['1']:.2f}", reason)
     console.print(table)
 
 
@@ -108,6 +123,7 @@ def main() -> None:
         queued = check(api.post("/v1/jobs", json={
             "model": MODEL, "dataset_id": dataset["id"], "target": "at_risk",
             "features": FEATURES, "algorithm": "auto",
+            "group_columns": GROUP_COLUMNS, "group_split_column": GROUP_SPLIT_COLUMN,
         }))
         job = follow(api, queued["id"])
         if job["status"] == "failed":
@@ -116,8 +132,12 @@ def main() -> None:
         console.rule("3. evaluation and promotion")
         show_evaluation(job)
 
-        console.rule("4. predictions from the champion")
-        answer = check(api.post(f"/v1/models/{MODEL}/predict", json={"instances": STUDENTS}))
+        console.rule("4. the model card")
+        card = api.get(f"/v1/models/{MODEL}/versions/{job['version']}/card")
+        console.print(Markdown(check_text(card)))
+
+        console.rule("5. predictions from the champion")
+        answer = check(api.post(f"/v1/models/{MODEL}/predict", json={"instances": STUDENTS, "explain": True}))
         show_predictions(answer)
 
     console.print(f"The stack keeps running: API at {base_url}/docs; stop it with "

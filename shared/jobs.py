@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from shared import keys
 from shared.errors import Conflict, NotFound
@@ -42,6 +42,46 @@ class JobStatus(str, Enum):
 FINISHED = {JobStatus.DEPLOYED, JobStatus.REJECTED, JobStatus.FAILED}
 
 
+class TuningBudget(BaseModel):
+    """Hyper-parameter search: at most ``trials`` settings, at most ``seconds``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    trials: int = Field(default=20, ge=1, le=500)
+    seconds: float = Field(default=120.0, gt=0, le=3_600)
+
+
+# Group metrics a gap gate may read, per task.
+CLASSIFICATION_GAP_METRICS = ("recall", "false_negative_rate", "false_positive_rate",
+                              "selection_rate", "accuracy")
+REGRESSION_GAP_METRICS = ("mae", "mean_error")
+
+
+class Gates(BaseModel):
+    """What a candidate must show before it may replace the champion."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    must_beat_baseline: bool = True
+    min_improvement: float = Field(
+        default=0.0, ge=0.0,
+        description="Primary-metric gain over the champion needed to promote.",
+    )
+    significant: bool = Field(
+        default=False,
+        description="Also require the bootstrap interval of the gain to exclude zero.",
+    )
+    max_group_gap: float | None = Field(
+        default=None, ge=0.0,
+        description="Largest allowed best-minus-worst gap of gap_metric between groups.",
+    )
+    gap_metric: str = Field(
+        default="recall",
+        description="Group metric the gap gate reads: recall, false_negative_rate, "
+        "false_positive_rate, selection_rate, accuracy (classifiers); mae, mean_error.",
+    )
+
+
 class JobRequest(BaseModel):
     """What the LMS asked for, after the gateway checked it against the dataset."""
 
@@ -52,6 +92,13 @@ class JobRequest(BaseModel):
     features: list[str]
     id_column: str | None = None
     algorithm: str = "auto"
+    tuning: TuningBudget | None = None
+    class_weight: str | None = None
+    group_split_column: str | None = None
+    group_columns: list[str] = Field(default_factory=list)
+    min_group_size: int = 30
+    capacity: float = 0.1
+    gates: Gates = Field(default_factory=Gates)
 
 
 class JobRecord(BaseModel):

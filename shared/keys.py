@@ -73,6 +73,22 @@ def version_from_prefix(prefix: str) -> int:
     return int(prefix.rstrip("/").rsplit("/", 1)[-1])
 
 
+def model_gates(tenant: str, model: str) -> str:
+    return f"{model_root(tenant, model)}/gates.json"
+
+
+def tenant_policy(tenant: str) -> str:
+    return f"{tenant_root(tenant)}/policy.json"
+
+
+def audit_prefix(tenant: str, model: str) -> str:
+    return f"{model_root(tenant, model)}/audit/"
+
+
+def audit_entry(tenant: str, model: str, entry_id: str) -> str:
+    return f"{audit_prefix(tenant, model)}{entry_id}.json"
+
+
 def champion(tenant: str, model: str) -> str:
     return f"{model_root(tenant, model)}/champion.json"
 

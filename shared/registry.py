@@ -9,6 +9,7 @@ leave exactly one champion and the loser gets a Conflict.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +18,7 @@ from pydantic import BaseModel, Field
 
 from shared import keys
 from shared.errors import Conflict, DependencyUnavailable, NotFound
-from shared.jobs import now_iso
+from shared.jobs import new_job_id, now_iso
 from shared.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,10 @@ class VersionRecord(BaseModel):
     rows: dict[str, int]
     test_rows: list[int]
     selection: dict[str, Any] | None = None
+    tuning: dict[str, Any] | None = None
+    class_weight: str | None = None
+    group_split_column: str | None = None
+    reference: dict[str, Any] = Field(default_factory=dict)
     created_at: str = Field(default_factory=now_iso)
     deleted_at: str | None = None
     erasures: list[dict[str, Any]] = Field(default_factory=list)
@@ -169,10 +174,30 @@ class Registry:
                     found.append(record)
         return found
 
+    # --- audit ----------------------------------------------------------------
+
+    def audit(self, tenant: str, model: str, action: str, actor: str, reason: str,
+              **details: Any) -> dict[str, Any]:
+        """Record who changed the model's champion, when and why; append-only."""
+        entry = {"action": action, "actor": actor, "reason": reason, "at": now_iso(),
+                 **details}
+        entry_id = new_job_id()
+        self.storage.put_json(keys.audit_entry(tenant, model, entry_id), entry,
+                              if_none_match=True)
+        log.info("registry: %s/%s %s by %s", tenant, model, action, actor)
+        return entry
+
+    def audit_log(self, tenant: str, model: str) -> list[dict[str, Any]]:
+        entries = []
+        for key in self.storage.list_keys(keys.audit_prefix(tenant, model)):
+            value, _ = self.storage.get_json(key)
+            entries.append(value)
+        return entries
+
     # --- reports ------------------------------------------------------------
 
     def save_report(self, tenant: str, model: str, version: int, report: dict[str, Any]) -> None:
-        self.storage.put_json(keys.version_report(tenant, model, version), report)
+        self.storage.put_json(keys.version_report(tenant, model, version), finite(report))
 
     def get_report(self, tenant: str, model: str, version: int) -> dict[str, Any] | None:
         try:
@@ -248,6 +273,19 @@ def cached_champion(
         except redis.RedisError:
             log.warning("registry: could not cache the champion of %s/%s", tenant, model)
     return champion
+
+
+def finite(value: Any) -> Any:
+    """The same document with NaN and infinities replaced by None, numpy made plain."""
+    if isinstance(value, dict):
+        return {str(k): finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _mark_deleted(record: VersionRecord) -> None:

@@ -72,6 +72,7 @@ class Settings(BaseSettings):
     cv_folds: int = 5
     auto_budget_s: float = 60.0
     auto_max_rows: int = 20_000
+    bootstrap_resamples: int = 300
     training_time_limit_s: int = 1_800
     evaluation_time_limit_s: int = 600
     serving_time_limit_s: int = 30

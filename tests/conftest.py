@@ -1,8 +1,8 @@
 """Real parts for the tests: a Redis, a SeaweedFS, the gateway and the workers.
 
-The machine's Redis is used when it answers (its database 15, emptied at the
-start); otherwise a private one is started. A private SeaweedFS is started
-on ports of its own unless TEST_S3_ENDPOINT_URL names one. Each test gets
+Each test session starts a private Redis server and a private SeaweedFS on
+free ports of their own (unless TEST_REDIS_URL or TEST_S3_ENDPOINT_URL name
+ones to use), so that two sessions never share a queue or a bucket. Each test gets
 its own key prefix in the bucket; integration tests share one stack, whose
 gateway runs with a random ADMIN_API_KEY, and each test works in a tenant of
 its own, created for it, with its own model names.
@@ -30,8 +30,6 @@ ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 DATA = ROOT / "data"
 CASES = Path(__file__).resolve().parent / "data" / "cases"
-TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-SEAWEED_PORT_OFFSET = 100
 
 
 def free_port() -> int:
@@ -42,18 +40,15 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    url = TEST_REDIS_URL
-    try:
-        redis.Redis.from_url(url, socket_timeout=1).ping()
-        started = None
-    except redis.RedisError:
-        port = free_port()
-        started = stack.start_redis(port, ARTIFACTS / "logs" / "redis.log")
-        url = f"redis://127.0.0.1:{port}/0"
-    redis.Redis.from_url(url).flushdb()
-    yield url
-    if started is not None:
-        stack.stop(started.pid)
+    given = os.environ.get("TEST_REDIS_URL")
+    if given:
+        redis.Redis.from_url(given).flushdb()
+        yield given
+        return
+    port = free_port()
+    process = stack.start_redis(port, ARTIFACTS / "logs" / "redis.log")
+    yield f"redis://127.0.0.1:{port}/0"
+    stack.stop(process)
 
 
 @pytest.fixture(scope="session")
@@ -62,16 +57,13 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if given:
         yield given
         return
-    ports = stack.SeaweedPorts.shifted(SEAWEED_PORT_OFFSET)
+    ports = stack.SeaweedPorts.free()
     endpoint = f"http://127.0.0.1:{ports.s3}"
     settings = Settings(s3_endpoint_url=endpoint, s3_bucket="eduml-test")
-    if stack.s3_answers(settings):
-        yield endpoint
-        return
     data_dir = tmp_path_factory.mktemp("seaweedfs")
     process = stack.start_seaweed(data_dir, ports, settings, ARTIFACTS / "logs" / "seaweedfs.log")
     yield endpoint
-    stack.stop(process.pid)
+    stack.stop(process)
 
 
 @pytest.fixture(scope="session")
@@ -130,7 +122,7 @@ def gateway_url(settings: Settings) -> Iterator[str]:
     stack.wait_for_consumers(base_url, list(stack.WORKERS))
     yield base_url
     for process in processes:
-        stack.stop(process.pid)
+        stack.stop(process)
 
 
 def client_with_key(gateway_url: str, api_key: str | None) -> httpx.Client:

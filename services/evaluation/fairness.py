@@ -16,11 +16,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from shared.jobs import CLASSIFICATION_GAP_METRICS, REGRESSION_GAP_METRICS
+
 GroupTable = dict[str, dict[str, dict[str, Any]]]
 
-CLASSIFICATION_GAP_METRICS = ("recall", "false_negative_rate", "false_positive_rate",
-                              "selection_rate", "accuracy")
-REGRESSION_GAP_METRICS = ("mae", "mean_error")
+
+__all__ = ["CLASSIFICATION_GAP_METRICS", "REGRESSION_GAP_METRICS", "gaps", "group_table"]
 MISSING_VALUE = "(missing)"
 
 

@@ -1,18 +1,19 @@
 """The evaluation task: score a candidate against the champion, then decide.
 
 The candidate and the current champion are scored on the same held-out rows
-the training service kept aside. The candidate is promoted when there is no
-champion, or when it beats both the trivial baseline and the champion on
-the model's primary metric. The promotion is a compare-and-set: if another
-evaluation promoted a version meanwhile, the candidate is scored again
-against that one.
+the training service kept aside. The report holds the metrics with a
+bootstrap interval, the trivial baseline, calibration, the share of at-risk
+students found at the model's capacity, per-group tables and feature
+importance; the decision checks the model's gates (see decision.py). A
+promotion is a compare-and-set: if another evaluation promoted a version
+meanwhile, the candidate is judged again against that one.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,13 +21,9 @@ import pandas as pd
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from services.evaluation.metrics import (
-    baseline_metrics,
-    better,
-    classification_metrics,
-    primary_metric,
-    regression_metrics,
-)
+from services.evaluation import evidence, uncertainty
+from services.evaluation.decision import Comparison, Decision, decide
+from services.evaluation.metrics import baseline_metrics, primary_metric
 from shared import artifacts
 from shared.celery_app import EVALUATE_TASK, app
 from shared.clients import Clients, get_clients
@@ -41,32 +38,6 @@ log = logging.getLogger(__name__)
 settings = get_settings()
 
 PROMOTION_ATTEMPTS = 3
-
-
-@dataclass
-class HeldOut:
-    X: pd.DataFrame
-    y: pd.Series
-    y_train: pd.Series
-
-
-@dataclass
-class Decision:
-    promoted: bool
-    reasons: list[str]
-    champion_version: int | None
-    champion_metrics: dict[str, float | None] | None = None
-    notes: list[str] = field(default_factory=list)
-
-    def public(self, metric: str) -> dict[str, Any]:
-        return {
-            "promoted": self.promoted,
-            "primary_metric": metric,
-            "reason": self.reasons[0],
-            "reasons": self.reasons,
-            "champion_version": self.champion_version,
-            "champion_metrics": self.champion_metrics,
-        }
 
 
 @app.task(
@@ -112,27 +83,58 @@ def run_evaluation(clients: Clients, record: JobRecord, holder: str) -> None:
     evaluate_version(clients, record, record.version or 0)
 
 
+@dataclass
+class HeldOut:
+    X: pd.DataFrame
+    y: np.ndarray
+    y_train: np.ndarray
+
+
+@dataclass
+class Judged:
+    """A candidate's scores and evidence on its held-out rows."""
+
+    version: VersionRecord
+    pipeline: Any
+    metric: str
+    out: evidence.Outputs
+    metrics: dict[str, float | None]
+    baseline: dict[str, float | None]
+    groups: dict[str, Any]
+
+
 def evaluate_version(clients: Clients, record: JobRecord, number: int) -> None:
     tenant, model = record.tenant, record.model
     candidate = clients.registry.get_version(tenant, model, number)
     held_out = load_held_out(clients, candidate)
-    pipeline = artifacts.load(clients.storage, candidate)
+    judged = judge(clients, record, candidate, held_out)
 
-    metric = primary_metric(candidate.task, len(candidate.classes or []), candidate.has_proba)
-    metrics = score(pipeline, candidate, held_out)
-    baseline = baseline_metrics(
-        candidate.task, held_out.y_train, held_out.y, candidate.classes or []
-    )
+    decision = decide_and_promote(clients, record, judged, held_out)
 
-    decision = decide_and_promote(clients, candidate, held_out, metric, metrics, baseline)
-
-    report = build_report(candidate, metric, metrics, baseline, decision)
+    report = build_report(record, judged, held_out, decision)
     clients.registry.save_report(tenant, model, number, report)
     status = JobStatus.DEPLOYED if decision.promoted else JobStatus.REJECTED
-    clients.jobs.set_status(
-        tenant, record.id, status, metrics=metrics, decision=decision.public(metric)
-    )
+    clients.jobs.set_status(tenant, record.id, status, metrics=judged.metrics,
+                            decision=decision.public(judged.metric))
     log.info("evaluation job %s: %s v%d %s", record.id, model, number, status.value)
+
+
+def judge(
+    clients: Clients, record: JobRecord, candidate: VersionRecord, held_out: HeldOut
+) -> Judged:
+    pipeline = artifacts.load(clients.storage, candidate)
+    metric = primary_metric(candidate.task, len(candidate.classes or []), candidate.has_proba)
+    out = evidence.outputs(pipeline, candidate, held_out.X)
+    return Judged(
+        version=candidate,
+        pipeline=pipeline,
+        metric=metric,
+        out=out,
+        metrics=evidence.metrics_of(candidate, held_out.y, out),
+        baseline=baseline_metrics(candidate.task, held_out.y_train, held_out.y,
+                                  candidate.classes or []),
+        groups=evidence.groups_of(record.request, candidate, held_out.X, held_out.y, out),
+    )
 
 
 def load_held_out(clients: Clients, version: VersionRecord) -> HeldOut:
@@ -144,138 +146,111 @@ def split_held_out(frame: pd.DataFrame, version: VersionRecord) -> HeldOut:
     is_test = np.zeros(len(frame), dtype=bool)
     is_test[version.test_rows] = True
     labelled = frame[version.target].notna().to_numpy()
-    test = frame[is_test]
+    test = frame[is_test].reset_index(drop=True)
     train = frame[labelled & ~is_test]
     return HeldOut(
         X=test,
-        y=target_values(test[version.target], version.task),
-        y_train=target_values(train[version.target], version.task),
+        y=target_values(test[version.target], version.task).to_numpy(),
+        y_train=target_values(train[version.target], version.task).to_numpy(),
     )
 
 
-def score(pipeline: Any, version: VersionRecord, held_out: HeldOut) -> dict[str, float | None]:
-    columns = [feature.name for feature in version.features]
-    X = held_out.X[columns]
-    predicted = pipeline.predict(X)
-    if version.task != CLASSIFICATION:
-        return regression_metrics(held_out.y.to_numpy(), predicted)
-    proba = pipeline.predict_proba(X) if version.has_proba else None
-    return classification_metrics(held_out.y.to_numpy(), predicted, proba, version.classes or [])
-
-
 def decide_and_promote(
-    clients: Clients,
-    candidate: VersionRecord,
-    held_out: HeldOut,
-    metric: str,
-    metrics: dict[str, float | None],
-    baseline: dict[str, float | None],
+    clients: Clients, record: JobRecord, judged: Judged, held_out: HeldOut
 ) -> Decision:
+    candidate = judged.version
     tenant, model = candidate.tenant, candidate.model
+    gaps = judged.groups["gaps"]
     for _ in range(PROMOTION_ATTEMPTS):
         champion = clients.registry.champion(tenant, model)
         expected = champion.version if champion else None
-        champion_metrics, note = score_champion(clients, candidate, expected, held_out)
-        decision = decide(metric, metrics, baseline, expected, champion_metrics, note)
+        comparison = compare(clients, record, judged, expected, held_out)
+        decision = decide(judged.metric, judged.metrics, judged.baseline, comparison,
+                          record.request.gates, gaps)
         if not decision.promoted:
             return decision
         try:
-            clients.registry.promote(
-                tenant, model, candidate.version, expected=expected, reason=decision.reasons[0]
-            )
+            clients.registry.promote(tenant, model, candidate.version, expected=expected,
+                                     reason=decision.reasons[0])
         except Conflict as error:
             log.info("evaluation of %s v%d: %s", model, candidate.version, error.message)
             continue
         forget_champion(clients.connection, tenant, model)
+        clients.registry.audit(tenant, model, "promote", "evaluation service",
+                               decision.reasons[0], version=candidate.version,
+                               previous=expected, job_id=record.id)
         return decision
     return Decision(
         promoted=False,
         reasons=[f"the champion kept changing during {PROMOTION_ATTEMPTS} promotion attempts"],
-        champion_version=None,
+        champion=Comparison(version=None),
     )
 
 
-def score_champion(
-    clients: Clients, candidate: VersionRecord, number: int | None, held_out: HeldOut
-) -> tuple[dict[str, float | None] | None, str | None]:
+def compare(
+    clients: Clients, record: JobRecord, judged: Judged, number: int | None,
+    held_out: HeldOut,
+) -> Comparison:
+    """The champion scored on the candidate's held-out rows, where it can be."""
+    candidate = judged.version
     if number is None or number == candidate.version:
-        return None, None
-    tenant = candidate.tenant
+        return Comparison(version=number)
     try:
-        champion = clients.registry.get_version(tenant, candidate.model, number)
+        champion = clients.registry.get_version(candidate.tenant, candidate.model, number)
         missing = [f.name for f in champion.features if f.name not in held_out.X.columns]
         if missing:
-            return None, f"champion v{number} needs columns {missing!r} this dataset lacks"
+            return Comparison(number, note=f"champion v{number} needs columns {missing!r} "
+                                           "this dataset lacks")
         pipeline = artifacts.load(clients.storage, champion)
-        return score(pipeline, champion, held_out), None
     except PlatformError as error:
-        return None, f"champion v{number} could not be scored: {error.message}"
-
-
-def decide(
-    metric: str,
-    metrics: dict[str, float | None],
-    baseline: dict[str, float | None],
-    champion_version: int | None,
-    champion_metrics: dict[str, float | None] | None,
-    champion_note: str | None,
-) -> Decision:
-    value = metrics.get(metric)
-    floor = baseline.get(metric)
-
-    def reject(reason: str) -> Decision:
-        return Decision(False, [reason], champion_version, champion_metrics)
-
-    def promote(reason: str) -> Decision:
-        return Decision(True, [reason], champion_version, champion_metrics)
-
-    if value is None:
-        return reject(f"{metric} is undefined on the held-out rows")
-    if floor is not None and not better(metric, value, floor):
-        return reject(
-            f"{metric} {value:.4f} does not beat the trivial baseline's {floor:.4f}"
-        )
-    if champion_version is None:
-        return promote(f"first version to beat the baseline ({metric} {value:.4f})")
-    if champion_metrics is None:
-        return promote(f"{champion_note}; candidate beats the baseline ({metric} {value:.4f})")
-    held = champion_metrics.get(metric)
-    if held is None or better(metric, value, held):
-        return promote(
-            f"{metric} {value:.4f} beats champion v{champion_version}'s {_fmt(held)}"
-        )
-    return reject(
-        f"{metric} {value:.4f} does not beat champion v{champion_version}'s {_fmt(held)}"
+        return Comparison(number, note=f"champion v{number} could not be scored: "
+                                       f"{error.message}")
+    out = evidence.outputs(pipeline, champion, held_out.X)
+    gain = uncertainty.paired_difference(
+        evidence.score_fn(judged.metric, candidate, held_out.y, judged.out),
+        evidence.score_fn(judged.metric, champion, held_out.y, out),
+        len(held_out.y), settings.bootstrap_resamples, candidate.seed,
     )
+    groups = evidence.groups_of(record.request, champion, held_out.X, held_out.y, out)
+    return Comparison(number, metrics=evidence.metrics_of(champion, held_out.y, out),
+                      gain_interval=gain, gaps=groups["gaps"])
 
 
 def build_report(
-    version: VersionRecord,
-    metric: str,
-    metrics: dict[str, float | None],
-    baseline: dict[str, float | None],
-    decision: Decision,
+    record: JobRecord, judged: Judged, held_out: HeldOut, decision: Decision
 ) -> dict[str, Any]:
+    version, request = judged.version, record.request
+    score = evidence.score_fn(judged.metric, version, held_out.y, judged.out)
+    extras = evidence.classifier_extras(version, held_out.y, judged.out, request.capacity)
     return {
         "model": version.model,
         "version": version.version,
         "job_id": version.job_id,
         "task": version.task,
-        "primary_metric": metric,
-        "metrics": metrics,
-        "baseline": baseline,
-        "decision": decision.public(metric),
+        "primary_metric": judged.metric,
+        "metrics": judged.metrics,
+        "intervals": {judged.metric: evidence.interval(
+            score, len(held_out.y), settings.bootstrap_resamples, version.seed)},
+        "baseline": judged.baseline,
+        "calibration": extras["calibration"],
+        "capacity": extras["capacity"],
+        "groups": judged.groups["table"],
+        "group_gaps": judged.groups["gaps"],
+        "group_columns": request.group_columns,
+        "min_group_size": request.min_group_size,
+        "importance": evidence.importance(judged.pipeline, version, held_out.X,
+                                          held_out.y, judged.metric),
+        "gates": request.gates.model_dump(),
+        "decision": decision.public(judged.metric),
         "validation": {
-            "scheme": "held-out split",
+            "scheme": "held-out split" + (f" by groups of {version.group_split_column!r}"
+                                          if version.group_split_column else ""),
             "test_fraction": settings.test_fraction,
             "seed": version.seed,
-            "stratified": version.task == CLASSIFICATION,
+            "stratified": version.task == CLASSIFICATION and not version.group_split_column,
             "rows": version.rows,
         },
         "selection": version.selection,
+        "tuning": version.tuning,
         "evaluated_at": now_iso(),
     }
-
-
-def _fmt(value: float | None) -> str:
-    return "undefined" if value is None else f"{value:.4f}"

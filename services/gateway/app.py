@@ -13,7 +13,16 @@ from fastapi.exceptions import RequestValidationError
 
 from services.gateway.limits import BodyLimit
 from services.gateway.responses import SafeJSONResponse, error_body, error_response
-from services.gateway.routes import datasets, health, jobs, models, queues, tenants
+from services.gateway.routes import (
+    datasets,
+    health,
+    jobs,
+    models,
+    policy,
+    queues,
+    tenants,
+    versions,
+)
 from shared.clients import get_clients
 from shared.errors import PlatformError, Unauthorized
 from shared.logs import configure_logging
@@ -31,7 +40,7 @@ def create_app(settings: Settings) -> FastAPI:
         description="Train, evaluate, promote and serve student-outcome models.",
         default_response_class=SafeJSONResponse,
     )
-    for module in (health, datasets, jobs, models, queues, tenants):
+    for module in (health, datasets, jobs, models, versions, policy, queues, tenants):
         api.include_router(module.router)
     add_error_handlers(api)
     api.add_middleware(BodyLimit, limit_for=body_limit(settings))

@@ -20,7 +20,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shared.clients import Clients, get_clients
 from shared.errors import NotFound, Unauthorized
-from shared.tenants import MISSING_KEY, TenantStore
+from shared.tenants import MISSING_KEY, TenantStore, hash_key
 
 bearer = HTTPBearer(
     auto_error=False,
@@ -59,6 +59,15 @@ def tenant(
             "API key for data routes"
         )
     return tenant_store().authenticate(api_key)
+
+
+def caller(
+    credentials: HTTPAuthorizationCredentials | None = Security(bearer),
+) -> str:
+    """Who is acting, for audit entries: a fingerprint of the key, never the key."""
+    if get_clients().settings.admin_api_key is None or credentials is None:
+        return "local user (authentication off)"
+    return f"API key sha256:{hash_key(credentials.credentials)[:12]}"
 
 
 def admin(credentials: HTTPAuthorizationCredentials | None = Security(bearer)) -> None:

@@ -2,34 +2,51 @@
 
 from __future__ import annotations
 
+from services.gateway.schemas import JobCreate
 from shared.dataset_store import ColumnSchema, DatasetSchema
-from shared.datasets import ColumnInfo, infer_task
+from shared.datasets import NUMERIC, ColumnInfo, infer_task
 from shared.errors import InvalidInput
-from shared.jobs import JobRequest
+from shared.jobs import (
+    CLASSIFICATION_GAP_METRICS,
+    REGRESSION_GAP_METRICS,
+    Gates,
+    JobRequest,
+)
 from shared.targets import CLASSIFICATION
 
-from services.gateway.schemas import JobCreate
-
 MAX_CLASSES = 50
+# Below this share for its smallest class, a target counts as imbalanced.
+IMBALANCED_SHARE = 0.2
 MIN_ROWS_PER_CLASS = 2
 
 
-def check_job(request: JobCreate, schema: DatasetSchema, min_rows: int) -> JobRequest:
-    """The request completed with defaults, or InvalidInput naming the problem."""
+def check_job(
+    request: JobCreate,
+    schema: DatasetSchema,
+    min_rows: int,
+    protected: list[str],
+    model_gates: Gates | None,
+) -> JobRequest:
+    """The request completed with defaults, or InvalidInput naming the problem.
+
+    ``protected`` is the tenant's deny-list of attributes that may never be
+    features; ``model_gates`` the gates stored on the model, if any.
+    """
     target = _target_column(request, schema)
-    id_column = request.id_column or schema.id_column
-    if id_column is not None and schema.column(id_column) is None:
-        raise InvalidInput(
-            f"id_column {id_column!r} is not a column of dataset {schema.id}; "
-            f"columns are {schema.names!r}"
-        )
+    id_column = _id_column(request, schema, target)
+    _check_group_columns(request, schema, target.name)
     features = _features(request, schema, id_column)
+    _check_protected(features, protected)
     task = request.task or infer_task(
         ColumnInfo(target.name, target.type, target.missing, target.distinct)
     )
     if task == CLASSIFICATION:
         _check_classes(target)
+    else:
+        _check_numeric(target)
     _check_rows(target, schema, min_rows)
+    gates = request.gates or model_gates or Gates()
+    _check_gates(gates, task)
     return JobRequest(
         model=request.model,
         dataset_id=schema.id,
@@ -38,7 +55,62 @@ def check_job(request: JobCreate, schema: DatasetSchema, min_rows: int) -> JobRe
         features=features,
         id_column=id_column,
         algorithm=request.algorithm,
+        tuning=request.tuning,
+        class_weight=_class_weight(request, target, task),
+        group_split_column=request.group_split_column,
+        group_columns=request.group_columns,
+        min_group_size=request.min_group_size,
+        capacity=request.capacity,
+        gates=gates,
     )
+
+
+def _check_group_columns(request: JobCreate, schema: DatasetSchema, target: str) -> None:
+    named = [*request.group_columns]
+    if request.group_split_column:
+        named.append(request.group_split_column)
+    unknown = [name for name in named if schema.column(name) is None]
+    if unknown:
+        raise InvalidInput(
+            f"group columns {unknown!r} not found in dataset {schema.id}; "
+            f"columns are {schema.names!r}"
+        )
+    if target in named:
+        raise InvalidInput(f"target column {target!r} cannot also be a group column")
+    if len(set(request.group_columns)) != len(request.group_columns):
+        raise InvalidInput(f"group_columns lists a column twice: {request.group_columns!r}")
+
+
+def _check_protected(features: list[str], protected: list[str]) -> None:
+    denied = {name.lower() for name in protected}
+    refused = [name for name in features if name.lower() in denied]
+    if refused:
+        raise InvalidInput(
+            f"features {refused!r} are protected attributes of this tenant and may not "
+            f"be used as features (deny-list {sorted(protected)!r}); name them in "
+            "group_columns to report on them instead"
+        )
+
+
+def _class_weight(request: JobCreate, target: ColumnSchema, task: str) -> str | None:
+    if task != CLASSIFICATION or request.class_weight == "none":
+        return None
+    if request.class_weight == "balanced":
+        return "balanced"
+    counts = list((target.counts or {}).values())
+    if counts and min(counts) / sum(counts) < IMBALANCED_SHARE:
+        return "balanced"
+    return None
+
+
+def _check_gates(gates: Gates, task: str) -> None:
+    allowed = (CLASSIFICATION_GAP_METRICS if task == CLASSIFICATION
+               else REGRESSION_GAP_METRICS)
+    if gates.gap_metric not in allowed and gates.max_group_gap is not None:
+        raise InvalidInput(
+            f"gates.gap_metric must be one of {allowed!r} for {task}; "
+            f"received {gates.gap_metric!r}"
+        )
 
 
 def _target_column(request: JobCreate, schema: DatasetSchema) -> ColumnSchema:
@@ -53,8 +125,29 @@ def _target_column(request: JobCreate, schema: DatasetSchema) -> ColumnSchema:
     return column
 
 
-def _features(request: JobCreate, schema: DatasetSchema, id_column: str | None) -> list[str]:
-    excluded = {request.target, id_column}
+def _id_column(
+    request: JobCreate, schema: DatasetSchema, target: ColumnSchema
+) -> str | None:
+    id_column = request.id_column or schema.id_column
+    if id_column is not None and schema.column(id_column) is None:
+        raise InvalidInput(
+            f"id_column {id_column!r} is not a column of dataset {schema.id}; "
+            f"columns are {schema.names!r}"
+        )
+    if id_column == target.name:
+        raise InvalidInput(
+            f"id_column {id_column!r} is the target column; the id column names "
+            "students, the target is what is predicted"
+        )
+    return id_column
+
+
+def _features(
+    request: JobCreate, schema: DatasetSchema, id_column: str | None
+) -> list[str]:
+    excluded = {request.target, id_column, request.group_split_column}
+    if not request.use_group_columns_as_features:
+        excluded.update(request.group_columns)
     if request.features is None:
         features = [name for name in schema.names if name not in excluded]
     else:
@@ -67,20 +160,24 @@ def _features(request: JobCreate, schema: DatasetSchema, id_column: str | None) 
         clashing = [name for name in request.features if name in excluded]
         if clashing:
             raise InvalidInput(
-                f"features {clashing!r} cannot be used: the target and the id column "
-                "are not features"
+                f"features {clashing!r} cannot be used: the target, the id column, "
+                "the group split column and (unless use_group_columns_as_features) "
+                "the group columns are not features"
             )
         features = list(dict.fromkeys(request.features))
     if not features:
-        raise InvalidInput(f"dataset {schema.id} has no feature columns besides the target")
+        raise InvalidInput(
+            f"dataset {schema.id} has no feature columns besides the target"
+        )
     return features
 
 
 def _check_classes(target: ColumnSchema) -> None:
     if target.distinct > MAX_CLASSES:
         raise InvalidInput(
-            f"target column {target.name!r} has {target.distinct} classes; classification "
-            f"allows at most {MAX_CLASSES} — use task 'regression' for a numeric score"
+            f"target column {target.name!r} has {target.distinct} classes; "
+            f"classification allows at most {MAX_CLASSES} — use task 'regression' "
+            "for a numeric score"
         )
     counts = target.counts or {}
     if len(counts) < 2:
@@ -95,6 +192,14 @@ def _check_classes(target: ColumnSchema) -> None:
             f"smallest class {smallest!r} of target column {target.name!r} has "
             f"{counts[smallest]} row; training and testing need at least "
             f"{MIN_ROWS_PER_CLASS} per class"
+        )
+
+
+def _check_numeric(target: ColumnSchema) -> None:
+    if target.type != NUMERIC:
+        raise InvalidInput(
+            f"target column {target.name!r} is categorical; task 'regression' needs "
+            "a numeric target — use task 'classification' or another target"
         )
 
 

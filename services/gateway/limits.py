@@ -1,7 +1,10 @@
 """A body-size limit enforced while the body streams in, before it is buffered.
 
-A declared Content-Length over the limit is refused at once; a chunked body
-is counted as it arrives and refused the moment it passes the limit.
+A declared Content-Length over the limit is refused at once. A chunked body
+is counted as it arrives: the moment it passes the limit the 413 is sent and
+the application is told the client went away, so it stops reading. Whatever
+the application answers to that is dropped. (Raising from ``receive`` would
+not do: FastAPI turns any error met while reading a body into a 400.)
 """
 
 from __future__ import annotations
@@ -9,13 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import orjson
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.gateway.responses import error_body
 
-
-class BodyTooLarge(Exception):
-    pass
+DISCONNECT: Message = {"type": "http.disconnect"}
 
 
 class BodyLimit:
@@ -27,33 +29,42 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.limit_for(scope["path"])
+        path, limit = scope["path"], self.limit_for(scope["path"])
         declared = _content_length(scope)
         if declared is not None and declared > limit:
-            await _refuse(send, scope["path"], limit, f"{declared} bytes declared")
+            await _refuse(send, path, limit, f"{declared} bytes declared")
             return
         received = 0
-        started = False
+        started = over = refused = False
 
         async def counting_receive() -> Message:
-            nonlocal received
+            nonlocal received, over, refused
+            if over:
+                return DISCONNECT
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise BodyTooLarge
+                    over = True
+                    if not started:
+                        refused = True
+                        sent = f"more than {limit} bytes sent"
+                        await _refuse(send, path, limit, sent)
+                    return DISCONNECT
             return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
+            if refused:
+                return
             started = started or message["type"] == "http.response.start"
             await send(message)
 
         try:
             await self.app(scope, counting_receive, tracking_send)
-        except BodyTooLarge:
-            if not started:
-                await _refuse(send, scope["path"], limit, f"more than {limit} bytes sent")
+        except ClientDisconnect:
+            if not refused:
+                raise
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -9,8 +9,15 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 
 from shared import errors
 from shared.celery_app import PREDICT_TASK, app
-from shared.errors import DependencyUnavailable, InvalidInput, PlatformError, PredictionTimeout
+from shared.errors import (
+    DependencyUnavailable,
+    InvalidInput,
+    PlatformError,
+    PredictionTimeout,
+)
 from shared.registry import VersionRecord
+
+SHOWN_CHARS = 80  # of a received value quoted in an error message
 
 ERRORS_BY_CODE: dict[str, type[PlatformError]] = {
     cls.code: cls
@@ -29,37 +36,68 @@ def to_rows(record: VersionRecord, instances: list[dict[str, Any]]) -> list[list
                 f"instance {position} lacks columns {missing!r} that "
                 f"{record.model} v{record.version} needs"
             )
-        rows.append([_value(record, f.name, f.type, instance[f.name], position)
-                     for f in record.features])
+        rows.append(
+            [
+                _value(record, f.name, f.type, instance[f.name], position)
+                for f in record.features
+            ]
+        )
     return rows
 
 
-def _value(record: VersionRecord, name: str, kind: str, value: Any, position: int) -> Any:
+def ids_of(record: VersionRecord, instances: list[dict[str, Any]]) -> list[Any] | None:
+    """The id of each instance, echoed with the predictions, when any is given."""
+    name = record.id_column
+    if name is None or not any(name in instance for instance in instances):
+        return None
+    ids = [instance.get(name) for instance in instances]
+    for position, value in enumerate(ids):
+        if isinstance(value, (dict, list)):
+            raise InvalidInput(
+                f"instance {position}, id column {name!r}: expected a text value, "
+                f"a number or null; received {_shown(value)}"
+            )
+    return ids
+
+
+def _value(
+    record: VersionRecord, name: str, kind: str, value: Any, position: int
+) -> Any:
     if value is None:
         return None
     if kind == "numeric":
         number = _number(value)
         if number is None or not math.isfinite(number):
             raise InvalidInput(
-                f"instance {position}, column {name!r}: expected a finite number or null; "
-                f"received {value!r}"
+                f"instance {position}, column {name!r}: expected a finite number "
+                f"or null; received {_shown(value)}"
             )
         return number
     if isinstance(value, (dict, list)):
         raise InvalidInput(
             f"instance {position}, column {name!r}: expected a text value or null; "
-            f"received {value!r}"
+            f"received {_shown(value)}"
         )
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
 
 
+def _shown(value: Any) -> str:
+    """The value's repr, cut when long (a huge integer, a large object)."""
+    text = repr(value)
+    if len(text) <= SHOWN_CHARS:
+        return text
+    return f"{text[:SHOWN_CHARS]}... ({len(text)} characters)"
+
+
 def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return float(value)
-    if isinstance(value, (int, float)):
-        return float(value)
+    """The value as a float; None when it is not a number or too large for one."""
+    if isinstance(value, (bool, int, float)):
+        try:
+            return float(value)
+        except OverflowError:  # an integer beyond the float range
+            return None
     if isinstance(value, str):
         try:
             return float(value.strip())
@@ -69,14 +107,21 @@ def _number(value: Any) -> float | None:
 
 
 def run_prediction(
-    tenant: str, record: VersionRecord, rows: list[list[Any]], timeout_s: float
+    tenant: str, record: VersionRecord, rows: list[list[Any]], timeout_s: float,
+    explain: bool = False,
 ) -> dict[str, Any]:
     """Ask the serving queue and wait, at most ``timeout_s``, for its answer."""
     columns = [feature.name for feature in record.features]
     result = app.send_task(
         PREDICT_TASK,
-        kwargs={"tenant": tenant, "model": record.model, "version": record.version,
-                "columns": columns, "rows": rows},
+        kwargs={
+            "tenant": tenant,
+            "model": record.model,
+            "version": record.version,
+            "columns": columns,
+            "rows": rows,
+            "explain": explain,
+        },
         expires=timeout_s,
     )
     try:
@@ -99,7 +144,9 @@ def run_prediction(
     return answer
 
 
-def response(record: VersionRecord, answer: dict[str, Any], ids: list[Any] | None) -> dict[str, Any]:
+def response(
+    record: VersionRecord, answer: dict[str, Any], ids: list[Any] | None
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "model": record.model,
         "version": record.version,
@@ -108,7 +155,11 @@ def response(record: VersionRecord, answer: dict[str, Any], ids: list[Any] | Non
     if answer.get("probabilities") is not None and record.classes is not None:
         labels = [str(label) for label in record.classes]
         body["classes"] = record.classes
-        body["probabilities"] = [dict(zip(labels, row)) for row in answer["probabilities"]]
+        body["probabilities"] = [
+            dict(zip(labels, row, strict=False)) for row in answer["probabilities"]
+        ]
+    if answer.get("explanations") is not None:
+        body["explanations"] = answer["explanations"]
     if ids is not None:
         body["ids"] = ids
     return body

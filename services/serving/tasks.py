@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 settings = get_settings()
 
 CacheKey = tuple[str, str, int]
+TOP_REASONS = 3
 
 
 class ModelCache:
@@ -64,11 +65,15 @@ cache = ModelCache(settings.serving_cache_versions)
     time_limit=settings.serving_time_limit_s + 5,
 )
 def predict(
-    tenant: str, model: str, version: int, columns: list[str], rows: list[list[Any]]
+    tenant: str, model: str, version: int, columns: list[str], rows: list[list[Any]],
+    explain: bool = False,
 ) -> dict[str, Any]:
     try:
         record, pipeline = cache.get(get_clients(), tenant, model, version)
-        return run_pipeline(record, pipeline, columns, rows)
+        answer = run_pipeline(record, pipeline, columns, rows)
+        if explain:
+            answer["explanations"] = explain_rows(record, pipeline, columns, rows)
+        return answer
     except PlatformError as error:
         log.warning("serving: %s v%d: %s", model, version, error.message)
         return {"error": {"code": error.code, "message": error.message}}
@@ -104,6 +109,58 @@ def feature_frame(record: VersionRecord, columns: list[str], rows: list[list[Any
             values = frame[feature.name]
             frame[feature.name] = values.astype(object).where(values.notna(), np.nan)
     return frame[[feature.name for feature in record.features]]
+
+
+def explain_rows(
+    record: VersionRecord, pipeline: Any, columns: list[str], rows: list[list[Any]]
+) -> list[list[dict[str, Any]]]:
+    """The top reasons per student: how much each feature moves the prediction.
+
+    A feature's contribution is the prediction minus the prediction with that
+    feature set to the typical student's value (the training median or the
+    commonest category); for a classifier, the probability of the positive
+    class (or of the predicted class when there are more than two).
+    """
+    frame = feature_frame(record, columns, rows)
+    explained = _explained_column(record, pipeline, frame)
+    base = _explained_output(record, pipeline, frame, explained)
+    contributions = {}
+    for feature in record.features:
+        changed = frame.copy()
+        reference = record.reference.get(feature.name)
+        changed[feature.name] = np.nan if reference is None else reference
+        if feature.type != "numeric":
+            changed[feature.name] = changed[feature.name].astype(object)
+        contributions[feature.name] = base - _explained_output(
+            record, pipeline, changed, explained
+        )
+    reasons = []
+    for position in range(len(frame)):
+        ranked = sorted(contributions, key=lambda name: -abs(contributions[name][position]))
+        reasons.append([
+            {"feature": name, "contribution": round(float(contributions[name][position]), 6)}
+            for name in ranked[:TOP_REASONS]
+        ])
+    return reasons
+
+
+def _explained_column(record: VersionRecord, pipeline: Any, frame: pd.DataFrame) -> np.ndarray:
+    """Per row, the probability column explained: the positive or the predicted class."""
+    if not record.has_proba:
+        return np.zeros(len(frame), dtype=int)
+    proba = np.asarray(pipeline.predict_proba(frame), dtype=float)
+    if proba.shape[1] == 2:
+        return np.ones(len(frame), dtype=int)
+    return proba.argmax(axis=1)
+
+
+def _explained_output(
+    record: VersionRecord, pipeline: Any, frame: pd.DataFrame, column: np.ndarray
+) -> np.ndarray:
+    if not record.has_proba:
+        return np.asarray(pipeline.predict(frame), dtype=float)
+    proba = np.asarray(pipeline.predict_proba(frame), dtype=float)
+    return proba[np.arange(len(frame)), column]
 
 
 def _finite_rows(probabilities: np.ndarray) -> list[list[float | None]]:

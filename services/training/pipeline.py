@@ -32,16 +32,11 @@ from sklearn.ensemble import (
 )
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.model_selection import (
-    BaseCrossValidator,
-    KFold,
-    StratifiedKFold,
-    cross_val_score,
-    train_test_split,
-)
+from sklearn.model_selection import cross_val_score, train_test_split
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from services.training.splits import splitter
 from shared.errors import InvalidInput
 
 TASKS = ("classification", "regression")
@@ -329,8 +324,11 @@ def choose_algorithm(
     max_rows: int,
     folds: int,
     class_weight: str | None = None,
+    groups: pd.Series | None = None,
 ) -> Selection:
     """Cross-validate the algorithms cheapest first and pick the best mean score.
+
+    With ``groups``, no fold splits a group (the students of one school).
 
     Once ``budget_s`` seconds have passed no new algorithm is started (the
     first always runs). At most ``max_rows`` rows take part: a seeded sample,
@@ -343,15 +341,19 @@ def choose_algorithm(
     rows = _sample_rows(labels, task, max_rows, folds, seed, notes)
 
     X_cv, y_cv = X.iloc[rows], labels.iloc[rows]
+    groups_cv = None if groups is None else groups.iloc[rows].to_numpy()
+    if groups_cv is not None:
+        folds = min(folds, max(2, len(np.unique(groups_cv.astype(str)))))
     scoring = _scoring(task, labels)
-    splitter = _splitter(task, folds, seed)
+    cv = splitter(task, folds, seed, groups_cv is not None)
 
     def cv_score(algorithm: str) -> float:
         pipeline = build_pipeline(
             task, algorithm, numeric, categorical, seed, class_weight
         )
         scores = cross_val_score(
-            pipeline, X_cv, y_cv, scoring=scoring, cv=splitter, error_score=np.nan
+            pipeline, X_cv, y_cv, groups=groups_cv, scoring=scoring, cv=cv,
+            error_score=np.nan,
         )
         return float(np.mean(scores))
 
@@ -444,12 +446,6 @@ def _scoring(task: str, labels: pd.Series) -> str:
     if task == "regression":
         return "r2"
     return "roc_auc" if labels.nunique() == 2 else "f1_macro"
-
-
-def _splitter(task: str, folds: int, seed: int) -> BaseCrossValidator:
-    if task == "regression":
-        return KFold(n_splits=folds, shuffle=True, random_state=seed)
-    return StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
 
 
 def _score_within_budget(

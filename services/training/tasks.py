@@ -24,13 +24,15 @@ from services.training.pipeline import (
     choose_algorithm,
     split_indices,
 )
+from services.training.splits import fold_count_for_groups, grouped_split
+from services.training.tuning import Tuning, tune
 from shared import artifacts, keys
 from shared.celery_app import TRAIN_TASK, app
 from shared.clients import Clients, get_clients
 from shared.dispatch import hand_on
 from shared.errors import DependencyUnavailable, PlatformError
 from shared.job_steps import claim, fail, holder_name, retry_or_fail
-from shared.jobs import JobRecord, JobStatus, now_iso
+from shared.jobs import JobRecord, JobRequest, JobStatus, now_iso
 from shared.registry import ArtifactRef, FeatureSpec, VersionRecord
 from shared.settings import get_settings
 from shared.targets import target_values
@@ -44,9 +46,11 @@ class Fitted:
     pipeline: Any
     algorithm: str
     selection: Selection | None
+    tuning: Tuning | None
     fit_seconds: float
     train_rows: int
     test_rows: list[int]
+    reference: dict[str, Any]
 
 
 @app.task(
@@ -137,6 +141,10 @@ def fit_and_register(clients: Clients, record: JobRecord) -> int:
         rows={"train": fitted.train_rows, "test": len(fitted.test_rows)},
         test_rows=fitted.test_rows,
         selection=_selection_summary(fitted.selection),
+        tuning=None if fitted.tuning is None else fitted.tuning.summary(),
+        class_weight=request.class_weight,
+        group_split_column=request.group_split_column,
+        reference=fitted.reference,
     )
     number = clients.registry.register(record.tenant, version)
     log.info(
@@ -147,7 +155,7 @@ def fit_and_register(clients: Clients, record: JobRecord) -> int:
 
 
 def fit(frame: pd.DataFrame, record: JobRecord) -> Fitted:
-    """Split the labelled rows with the seed, choose and fit the pipeline."""
+    """Split the labelled rows with the seed, choose, tune and fit the pipeline."""
     request = record.request
     labelled = frame[frame[request.target].notna()]
     X = labelled[request.features]
@@ -155,23 +163,30 @@ def fit(frame: pd.DataFrame, record: JobRecord) -> Fitted:
     check_target(y, request.task, request.target)
     numeric = [name for name in request.features if pd.api.types.is_numeric_dtype(X[name])]
     categorical = [name for name in request.features if name not in numeric]
+    groups = None
+    if request.group_split_column:
+        groups = labelled[request.group_split_column].reset_index(drop=True)
 
-    train_at, test_at = split_indices(
-        y.to_numpy(), request.task, settings.test_fraction, settings.seed,
-        settings.min_training_rows,
-    )
+    train_at, test_at = split_rows(y, groups, request)
     X_train, y_train = X.iloc[train_at], y.iloc[train_at]
+    groups_train = None if groups is None else groups.iloc[train_at]
 
     started = time.perf_counter()
-    selection = None
+    selection, tuning = None, None
     algorithm = request.algorithm
     if algorithm == "auto":
         selection = choose_algorithm(
             X_train, y_train, request.task, numeric, categorical, settings.seed,
             settings.auto_budget_s, settings.auto_max_rows, settings.cv_folds,
+            request.class_weight, groups_train,
         )
         algorithm = selection.algorithm
-    pipeline = build_pipeline(request.task, algorithm, numeric, categorical, settings.seed)
+    pipeline = build_pipeline(request.task, algorithm, numeric, categorical, settings.seed,
+                              request.class_weight)
+    if request.tuning is not None:
+        tuning = tune_pipeline(X_train, y_train, groups_train, request, algorithm,
+                               numeric, categorical)
+        pipeline.set_params(**tuning.params)
     pipeline.fit(X_train, y_train)
     elapsed = time.perf_counter() - started
 
@@ -180,12 +195,62 @@ def fit(frame: pd.DataFrame, record: JobRecord) -> Fitted:
         pipeline=pipeline,
         algorithm=algorithm,
         selection=selection,
+        tuning=tuning,
         fit_seconds=elapsed,
         train_rows=len(train_at),
         test_rows=[int(position) for position in positions[test_at]],
+        reference=reference_values(X_train, numeric),
     )
 
 
+def split_rows(
+    y: pd.Series, groups: pd.Series | None, request: JobRequest
+) -> tuple[np.ndarray, np.ndarray]:
+    if groups is None:
+        return split_indices(y.to_numpy(), request.task, settings.test_fraction,
+                             settings.seed, settings.min_training_rows)
+    return grouped_split(groups, settings.test_fraction, settings.seed,
+                         request.group_split_column or "")
+
+
+def tune_pipeline(
+    X: pd.DataFrame, y: pd.Series, groups: pd.Series | None, request: JobRequest,
+    algorithm: str, numeric: list[str], categorical: list[str],
+) -> Tuning:
+    budget = request.tuning
+    assert budget is not None
+    folds = settings.cv_folds if groups is None else fold_count_for_groups(
+        groups, settings.cv_folds)
+    if request.task == "classification":
+        folds = min(folds, max(2, int(y.value_counts().min())))
+    scoring = tuning_scoring(request.task, y)
+    return tune(X, y, groups, task=request.task, algorithm=algorithm, numeric=numeric,
+                categorical=categorical, seed=settings.seed, trials=budget.trials,
+                seconds=budget.seconds, folds=folds, scoring=scoring,
+                class_weight=request.class_weight)
+
+
+def tuning_scoring(task: str, y: pd.Series) -> str:
+    if task == "regression":
+        return "r2"
+    return "roc_auc" if y.nunique() == 2 else "balanced_accuracy"
+
+
+def reference_values(X: pd.DataFrame, numeric: list[str]) -> dict[str, Any]:
+    """A typical student: the median of each number, the commonest of each category.
+
+    Explanations compare a student with this reference, one feature at a time.
+    """
+    reference: dict[str, Any] = {}
+    for name in X.columns:
+        values = X[name].dropna()
+        if values.empty:
+            reference[name] = None
+        elif name in numeric:
+            reference[name] = float(values.median())
+        else:
+            reference[name] = str(values.mode().iloc[0])
+    return reference
 
 
 def _column_type(schema: Any, name: str) -> str:

@@ -12,14 +12,19 @@ from kombu.exceptions import OperationalError
 from services.gateway.deps import clients, tenant
 from services.gateway.job_checks import check_job
 from services.gateway.responses import SafeJSONResponse
-from services.gateway.schemas import JobCreate
+from services.gateway.schemas import JobCreate, JobId, error_responses
 from shared.clients import Clients
 from shared.dispatch import dispatch
 from shared.errors import DependencyUnavailable
 from shared.jobs import JobStatus
+from shared.policy import get_policy, keep_model_gates, model_gates
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(
+    prefix="/v1/jobs",
+    tags=["jobs"],
+    responses=error_responses(401, 404, 422, 503),
+)
 
 
 @router.post("", status_code=202, response_class=SafeJSONResponse)
@@ -27,14 +32,26 @@ def create_job(
     body: JobCreate, c: Clients = Depends(clients), owner: str = Depends(tenant)
 ) -> SafeJSONResponse:
     schema = c.datasets.schema(owner, body.dataset_id)
-    request = check_job(body, schema, c.settings.min_training_rows)
+    protected = get_policy(c.storage, owner).protected_attributes
+    stored_gates = model_gates(c.storage, owner, body.model)
+    request = check_job(body, schema, c.settings.min_training_rows, protected,
+                        stored_gates)
 
+    if body.gates is not None:
+        keep_model_gates(c.storage, owner, body.model, body.gates)
     record = c.jobs.create(owner, request)
     try:
-        dispatch(c.connection, owner, record.id, JobStatus.QUEUED,
-                 c.settings.visibility_timeout_s)
+        dispatch(
+            c.connection,
+            owner,
+            record.id,
+            JobStatus.QUEUED,
+            c.settings.visibility_timeout_s,
+        )
     except (OperationalError, redis.RedisError) as error:
-        message = f"could not enqueue the job: Redis is unavailable at REDIS_URL ({error})"
+        message = (
+            f"could not enqueue the job: Redis is unavailable at REDIS_URL ({error})"
+        )
         c.jobs.set_status(owner, record.id, JobStatus.FAILED, error=message)
         raise DependencyUnavailable(message) from error
     log.info("gateway: job %s queued for model %r", record.id, request.model)
@@ -56,6 +73,6 @@ def list_jobs(
 
 @router.get("/{job_id}", response_class=SafeJSONResponse)
 def get_job(
-    job_id: str, c: Clients = Depends(clients), owner: str = Depends(tenant)
+    job_id: JobId, c: Clients = Depends(clients), owner: str = Depends(tenant)
 ) -> dict[str, Any]:
     return c.jobs.get(owner, job_id).public()

@@ -7,34 +7,47 @@ from typing import Any
 from fastapi import APIRouter, Depends
 
 from services.gateway.deps import clients, tenant
-from services.gateway.predictions import response, run_prediction, to_rows
+from services.gateway.predictions import ids_of, response, run_prediction, to_rows
 from services.gateway.responses import SafeJSONResponse
-from services.gateway.schemas import PredictRequest
+from services.gateway.schemas import (
+    ModelName,
+    PredictRequest,
+    VersionNumber,
+    error_responses,
+)
 from shared.clients import Clients
 from shared.errors import Conflict, NotFound, PayloadTooLarge
 from shared.registry import VersionRecord, cached_champion
 
-router = APIRouter(prefix="/v1/models", tags=["models"])
+router = APIRouter(
+    prefix="/v1/models",
+    tags=["models"],
+    responses=error_responses(401, 404, 409, 413, 422, 503, 504),
+)
 
 
 @router.get("", response_class=SafeJSONResponse)
-def list_models(c: Clients = Depends(clients), owner: str = Depends(tenant)) -> dict[str, Any]:
+def list_models(
+    c: Clients = Depends(clients), owner: str = Depends(tenant)
+) -> dict[str, Any]:
     models = []
     for name in c.registry.models(owner):
         champion = c.registry.champion(owner, name)
         numbers = c.registry.versions(owner, name)
-        models.append({
-            "model": name,
-            "champion": champion.version if champion else None,
-            "versions": len(numbers),
-            "latest_version": numbers[-1] if numbers else None,
-        })
+        models.append(
+            {
+                "model": name,
+                "champion": champion.version if champion else None,
+                "versions": len(numbers),
+                "latest_version": numbers[-1] if numbers else None,
+            }
+        )
     return {"models": models}
 
 
 @router.get("/{model}", response_class=SafeJSONResponse)
 def get_model(
-    model: str, c: Clients = Depends(clients), owner: str = Depends(tenant)
+    model: ModelName, c: Clients = Depends(clients), owner: str = Depends(tenant)
 ) -> dict[str, Any]:
     numbers = c.registry.require_model(owner, model)
     champion = c.registry.champion(owner, model)
@@ -49,14 +62,17 @@ def get_model(
 
 @router.get("/{model}/versions/{version}", response_class=SafeJSONResponse)
 def get_version(
-    model: str, version: int, c: Clients = Depends(clients), owner: str = Depends(tenant)
+    model: ModelName,
+    version: VersionNumber,
+    c: Clients = Depends(clients),
+    owner: str = Depends(tenant),
 ) -> dict[str, Any]:
     return version_view(c, owner, model, version, full=True)
 
 
 @router.post("/{model}/predict", response_class=SafeJSONResponse)
 def predict(
-    model: str,
+    model: ModelName,
     body: PredictRequest,
     c: Clients = Depends(clients),
     owner: str = Depends(tenant),
@@ -69,8 +85,9 @@ def predict(
         )
     record = champion_record(c, owner, model)
     rows = to_rows(record, body.instances)
-    answer = run_prediction(owner, record, rows, c.settings.predict_timeout_s)
-    ids = _ids(record, body.instances)
+    ids = ids_of(record, body.instances)
+    answer = run_prediction(owner, record, rows, c.settings.predict_timeout_s,
+                            body.explain)
     return response(record, answer, ids)
 
 
@@ -85,7 +102,11 @@ def champion_record(c: Clients, owner: str, model: str) -> VersionRecord:
 def version_view(
     c: Clients, owner: str, model: str, number: int, full: bool = False
 ) -> dict[str, Any]:
-    record = _version_record(c, owner, model, number)
+    try:
+        record = c.registry.get_version(owner, model, number)
+    except NotFound:
+        c.registry.require_model(owner, model)
+        raise
     report = c.registry.get_report(owner, model, number) or {}
     champion = c.registry.champion(owner, model)
     view = {
@@ -104,7 +125,7 @@ VERSION_CACHE_SIZE = 512
 
 
 def _version_record(c: Clients, owner: str, model: str, number: int) -> VersionRecord:
-    """Versions never change once registered, so the gateway keeps them."""
+    """A champion's record, kept by the gateway: what predict needs never changes."""
     key = (owner, model, number)
     if key not in _VERSIONS:
         try:
@@ -116,9 +137,3 @@ def _version_record(c: Clients, owner: str, model: str, number: int) -> VersionR
             _VERSIONS.pop(next(iter(_VERSIONS)))
         _VERSIONS[key] = record
     return _VERSIONS[key]
-
-
-def _ids(record: VersionRecord, instances: list[dict[str, Any]]) -> list[Any] | None:
-    if record.id_column is None or not any(record.id_column in i for i in instances):
-        return None
-    return [instance.get(record.id_column) for instance in instances]

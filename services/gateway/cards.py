@@ -1,0 +1,182 @@
+"""Model cards: what a version is for, what it learned from, how well it does,
+for whom, and how it came to serve (or not), in words an educator can read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.dataset_store import DatasetSchema
+from shared.registry import VersionRecord
+
+INTENDED_USE = {
+    "classification": (
+        "Flags students likely to belong to a class of '{target}' (for example, at "
+        "risk) so that staff can offer support early. It supports a person's "
+        "judgement; it must not decide on its own about any student."
+    ),
+    "regression": (
+        "Estimates '{target}' for each student so that staff can plan support. The "
+        "estimate carries the error shown below; it must not decide on its own "
+        "about any student."
+    ),
+}
+LIMITATIONS = [
+    "Trained on one dataset from one period; students unlike those in it may be "
+    "scored less accurately.",
+    "Per-group figures cover only the group columns named in the job and groups with "
+    "enough held-out students; smaller groups are listed as too small.",
+    "Correlation is not cause: an important feature is not a reason a student "
+    "struggles.",
+]
+
+
+def card(
+    record: VersionRecord,
+    report: dict[str, Any] | None,
+    dataset: DatasetSchema | None,
+    history: list[dict[str, Any]],
+    champion: int | None,
+) -> dict[str, Any]:
+    """The card as a JSON document; ``markdown`` renders the same content."""
+    report = report or {}
+    excluded = [name for name in (dataset.names if dataset else [])
+                if name not in {f.name for f in record.features} and name != record.target]
+    return {
+        "model": record.model,
+        "version": record.version,
+        "champion": champion == record.version,
+        "intended_use": INTENDED_USE[record.task].format(target=record.target),
+        "data": {
+            "dataset_id": record.dataset_id,
+            "rows": dataset.rows if dataset else None,
+            "uploaded_at": dataset.created_at if dataset else None,
+            "train_rows": record.rows.get("train"),
+            "test_rows": record.rows.get("test"),
+            "target": record.target,
+            "id_column_pseudonymised": record.id_column,
+        },
+        "features": [f.model_dump() for f in record.features],
+        "excluded_attributes": excluded,
+        "algorithm": record.algorithm,
+        "seed": record.seed,
+        "created_at": record.created_at,
+        "primary_metric": report.get("primary_metric"),
+        "metrics": report.get("metrics"),
+        "intervals": report.get("intervals"),
+        "baseline": report.get("baseline"),
+        "calibration": report.get("calibration"),
+        "capacity": report.get("capacity"),
+        "groups": report.get("groups", {}),
+        "importance": report.get("importance", []),
+        "decision": report.get("decision"),
+        "limitations": LIMITATIONS,
+        "history": history,
+        "erasures": record.erasures,
+        "deleted_at": record.deleted_at,
+    }
+
+
+def markdown(document: dict[str, Any]) -> str:
+    lines = [f"# Model card: {document['model']} v{document['version']}", ""]
+    status = "serves predictions (champion)" if document["champion"] else "not serving"
+    lines += [f"Status: {status}. Created {document['created_at']} with "
+              f"`{document['algorithm']}`, seed {document['seed']}.", ""]
+    lines += ["## Intended use", "", document["intended_use"], ""]
+    lines += _data_section(document)
+    lines += _metrics_section(document)
+    lines += _groups_section(document["groups"])
+    lines += _importance_section(document["importance"])
+    lines += ["## Limitations", ""] + [f"- {text}" for text in document["limitations"]]
+    lines += ["", "## Decision history", ""] + _history_lines(document)
+    return "\n".join(lines) + "\n"
+
+
+def _data_section(document: dict[str, Any]) -> list[str]:
+    data = document["data"]
+    features = ", ".join(f"`{f['name']}` ({f['type']})" for f in document["features"])
+    excluded = ", ".join(f"`{name}`" for name in document["excluded_attributes"]) or "none"
+    return [
+        "## Data", "",
+        f"- Dataset `{data['dataset_id']}` (content hash), {data['rows']} rows, uploaded "
+        f"{data['uploaded_at']}; {data['train_rows']} rows to train, {data['test_rows']} "
+        "held out to test.",
+        f"- Target: `{data['target']}`.",
+        f"- Student ids: {'pseudonymised (`' + data['id_column_pseudonymised'] + '`)' if data['id_column_pseudonymised'] else 'none in the data'}.",  # noqa: E501
+        f"- Features: {features}.",
+        f"- Columns not used as features: {excluded}.",
+        "",
+    ]
+
+
+def _metrics_section(document: dict[str, Any]) -> list[str]:
+    metrics = document["metrics"] or {}
+    if not metrics:
+        return ["## Quality", "", "Not evaluated yet.", ""]
+    baseline = document["baseline"] or {}
+    intervals = document["intervals"] or {}
+    lines = ["## Quality on held-out students", "",
+             "| metric | value | 95% interval | trivial baseline |", "| --- | --- | --- | --- |"]
+    for name, value in sorted(metrics.items()):
+        span = intervals.get(name)
+        shown = f"{_num(span.get('low'))} – {_num(span.get('high'))}" if span else ""
+        lines.append(f"| {name} | {_num(value)} | {shown} | {_num(baseline.get(name))} |")
+    capacity = document.get("capacity")
+    if capacity:
+        lines += ["", f"Flagging the {capacity['share']:.0%} of students most at risk "
+                      f"({capacity['flagged']}): precision {_num(capacity['precision'])}, "
+                      f"recall {_num(capacity['recall'])}."]
+    calibration = document.get("calibration")
+    if calibration:
+        lines += [f"Calibration: Brier score {_num(calibration['brier'])}."]
+    return lines + [""]
+
+
+def _groups_section(groups: dict[str, Any]) -> list[str]:
+    if not groups:
+        return ["## Groups", "", "No group columns were named for this version.", ""]
+    lines = ["## Groups", ""]
+    for column, values in groups.items():
+        names = sorted({key for v in values.values() for key in v if key != "too_small"})
+        lines += [f"### {column}", "", "| group | " + " | ".join(names) + " |",
+                  "| --- |" + " --- |" * len(names)]
+        for value, figures in values.items():
+            if figures.get("too_small"):
+                lines.append(f"| {value} | n={figures['n']}: too small to report |"
+                             + " |" * (len(names) - 1))
+                continue
+            cells = " | ".join(_num(figures.get(name)) for name in names)
+            lines.append(f"| {value} | {cells} |")
+        lines.append("")
+    return lines
+
+
+def _importance_section(importance: list[dict[str, Any]]) -> list[str]:
+    if not importance:
+        return []
+    lines = ["## What the model relies on", "",
+             "Drop in the primary metric when a feature's values are shuffled:", ""]
+    lines += [f"- `{item['feature']}`: {_num(item['importance'])}" for item in importance]
+    return lines + [""]
+
+
+def _history_lines(document: dict[str, Any]) -> list[str]:
+    lines = []
+    decision = document.get("decision")
+    if decision:
+        verdict = "promoted" if decision["promoted"] else "not promoted"
+        lines.append(f"- Evaluation: {verdict}. " + "; ".join(decision["reasons"]) + ".")
+    for entry in document["history"]:
+        lines.append(f"- {entry['at']}: {entry['action']} v{entry.get('version')} by "
+                     f"{entry['actor']} — {entry['reason']}")
+    if document["erasures"]:
+        lines.append(f"- Students' data erased after training: {len(document['erasures'])} "
+                     "request(s); retrain to remove their influence.")
+    return lines or ["- None yet."]
+
+
+def _num(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
