@@ -11,7 +11,7 @@ from celery import Task
 from shared.clients import Clients
 from shared.dispatch import mark, taken
 from shared.errors import DependencyUnavailable, PlatformError
-from shared.jobs import JobStatus
+from shared.jobs import JobRecord, JobStatus, now_iso
 from shared.leases import Lease
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,52 @@ def claim(clients: Clients, tenant: str, job_id: str, holder: str) -> Lease | No
         return None
     taken(clients.connection, tenant, job_id)
     return lease
+
+
+# A job whose worker is lost this many times is failed for good, not looped.
+MAX_ATTEMPTS = 2
+
+
+def begin_step(
+    clients: Clients, tenant: str, job_id: str, stage: JobStatus, holder: str,
+    retried: bool,
+) -> JobRecord | None:
+    """Record that ``holder`` starts ``stage`` of the job; None if it must not.
+
+    A step that had started before and never finished lost its worker
+    (killed, out of memory): that counts as a new attempt, and past
+    ``MAX_ATTEMPTS`` the job fails for good. A Celery retry (a dependency
+    was down) is not a lost worker and counts nothing.
+    """
+    ceiling = clients.settings.worker_max_memory_mib
+
+    def change(job: JobRecord) -> None:
+        lost = job.started.get(stage.value, 0) > 0 and not retried
+        job.attempts = max(job.attempts, 1)
+        if lost and job.attempts >= MAX_ATTEMPTS:
+            job.status = JobStatus.FAILED
+            job.timestamps[JobStatus.FAILED.value] = now_iso()
+            job.error = (
+                f"worker lost during {stage.value} on attempt {job.attempts} (killed, "
+                f"or out of memory above {ceiling} MiB); not retried again"
+            )
+            return
+        if lost:
+            job.attempts += 1
+            job.notes.append(f"attempt {job.attempts}: previous worker ({job.worker}) "
+                             f"lost during {stage.value}")
+        job.started[stage.value] = job.started.get(stage.value, 0) + 1
+        job.worker = holder
+        job.status = stage
+        job.timestamps.setdefault(stage.value, now_iso())
+
+    record = clients.jobs.update(tenant, job_id, change)
+    if record.status is JobStatus.FAILED:
+        clients.jobs.set_status(tenant, job_id, JobStatus.FAILED)
+        log.warning("job %s: failed for good: %s", job_id, record.error)
+        return None
+    log.info("job %s: %s, attempt %d, on %s", job_id, stage.value, record.attempts, holder)
+    return record
 
 
 def retry_or_fail(

@@ -111,6 +111,7 @@ class JobRecord(BaseModel):
     decision: dict[str, Any] | None = None
     error: str | None = None
     attempts: int = 0
+    started: dict[str, int] = Field(default_factory=dict)
     worker: str | None = None
     timestamps: dict[str, str] = Field(default_factory=dict)
     notes: list[str] = Field(default_factory=list)

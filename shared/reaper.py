@@ -3,8 +3,9 @@
 A job is unfinished while its active marker exists in S3. It is in hand
 while a task for it waits in a queue (dispatch marker) or a worker holds
 its lease. A job seen in neither state for ``ORPHAN_GRACE_S`` has lost its
-worker (killed, out of memory) or its message (Redis restarted): it is sent
-again with its attempt counted, or failed for good after ``MAX_ATTEMPTS``.
+worker (killed, out of memory) or its message (Redis restarted): its step is
+sent again. The worker that takes it counts the attempt, and fails the job
+for good once its worker was lost twice (see job_steps.begin_step).
 The worst delay from a worker's death to the job's next attempt is about
 ``LEASE_TTL_S + ORPHAN_GRACE_S + REAPER_INTERVAL_S`` (settings): under a
 minute with the defaults.
@@ -22,11 +23,10 @@ from shared import keys
 from shared.clients import Clients
 from shared.dispatch import dispatch, in_flight
 from shared.errors import NotFound, PlatformError
-from shared.jobs import JobRecord, JobStatus, now_iso
+from shared.jobs import JobRecord, JobStatus
 
 log = logging.getLogger(__name__)
 
-MAX_ATTEMPTS = 2
 ORPHAN_MEMORY_S = 600
 
 
@@ -72,34 +72,15 @@ class Reaper:
         return self.revive(record)
 
     def revive(self, record: JobRecord) -> str:
+        """Send the job's step again; the worker that takes it counts the attempt."""
         if record.status is JobStatus.QUEUED:
             self._note(record, "re-queued: its message was lost before a worker took it")
-            self._send(record, JobStatus.QUEUED)
-            return "re-queued"
-        stage = record.status.value
-        if record.attempts >= MAX_ATTEMPTS:
-            message = (
-                f"worker lost during {stage} on attempt {record.attempts} (killed, or "
-                f"out of memory above {self.clients.settings.worker_max_memory_mib} MiB); "
-                "not retried again"
-            )
-            self.clients.jobs.set_status(record.tenant, record.id, JobStatus.FAILED,
-                                         error=message)
-            log.warning("reaper: job %s failed for good: %s", record.id, message)
-            return "failed"
-
-        def next_attempt(job: JobRecord) -> None:
-            job.attempts += 1
-            job.notes.append(
-                f"attempt {job.attempts}: previous worker ({job.worker}) lost during {stage}"
-            )
-            job.timestamps[f"revived_{job.attempts}"] = now_iso()
-
-        self.clients.jobs.update(record.tenant, record.id, next_attempt)
+        else:
+            self._note(record, f"re-sent: no worker held it during {record.status.value} "
+                               f"(last worker {record.worker})")
         self._send(record, record.status)
-        log.warning("reaper: job %s revived after its worker was lost during %s",
-                    record.id, stage)
-        return f"revived ({stage})"
+        log.warning("reaper: job %s re-sent (%s)", record.id, record.status.value)
+        return f"re-sent ({record.status.value})"
 
     def _note(self, record: JobRecord, note: str) -> None:
         self.clients.jobs.update(record.tenant, record.id, lambda job: job.notes.append(note))

@@ -28,7 +28,7 @@ from shared import artifacts
 from shared.celery_app import EVALUATE_TASK, app
 from shared.clients import Clients, get_clients
 from shared.errors import Conflict, DependencyUnavailable, PlatformError
-from shared.job_steps import claim, fail, holder_name, retry_or_fail
+from shared.job_steps import begin_step, claim, fail, holder_name, retry_or_fail
 from shared.jobs import JobRecord, JobStatus, now_iso
 from shared.registry import VersionRecord, forget_champion
 from shared.settings import get_settings
@@ -60,7 +60,7 @@ def evaluate(task: Task, tenant: str, job_id: str) -> None:
     if lease is None:
         return
     try:
-        run_evaluation(clients, record, lease.holder)
+        run_evaluation(clients, record, lease.holder, task.request.retries > 0)
     except DependencyUnavailable as error:
         retry_or_fail(task, clients, tenant, job_id, JobStatus.EVALUATING, error)
     except SoftTimeLimitExceeded:
@@ -75,12 +75,13 @@ def evaluate(task: Task, tenant: str, job_id: str) -> None:
         lease.release()
 
 
-def run_evaluation(clients: Clients, record: JobRecord, holder: str) -> None:
-    record = clients.jobs.update(
-        record.tenant, record.id, lambda job: setattr(job, "worker", holder)
-    )
+def run_evaluation(clients: Clients, record: JobRecord, holder: str, retried: bool) -> None:
+    started = begin_step(clients, record.tenant, record.id, JobStatus.EVALUATING, holder,
+                         retried)
+    if started is None:
+        return
     time.sleep(settings.step_delay_s)
-    evaluate_version(clients, record, record.version or 0)
+    evaluate_version(clients, started, started.version or 0)
 
 
 @dataclass

@@ -31,8 +31,8 @@ from shared.celery_app import TRAIN_TASK, app
 from shared.clients import Clients, get_clients
 from shared.dispatch import hand_on
 from shared.errors import DependencyUnavailable, PlatformError
-from shared.job_steps import claim, fail, holder_name, retry_or_fail
-from shared.jobs import JobRecord, JobRequest, JobStatus, now_iso
+from shared.job_steps import begin_step, claim, fail, holder_name, retry_or_fail
+from shared.jobs import JobRecord, JobRequest, JobStatus
 from shared.registry import ArtifactRef, FeatureSpec, VersionRecord
 from shared.settings import get_settings
 from shared.targets import target_values
@@ -73,7 +73,7 @@ def train(task: Task, tenant: str, job_id: str) -> None:
     if lease is None:
         return
     try:
-        run_training(clients, tenant, job_id, lease.holder)
+        run_training(clients, tenant, job_id, lease.holder, task.request.retries > 0)
     except DependencyUnavailable as error:
         retry_or_fail(task, clients, tenant, job_id, JobStatus.TRAINING, error)
     except SoftTimeLimitExceeded:
@@ -87,27 +87,18 @@ def train(task: Task, tenant: str, job_id: str) -> None:
         lease.release()
 
 
-def run_training(clients: Clients, tenant: str, job_id: str, holder: str) -> None:
-    record = begin(clients, tenant, job_id, holder)
+def run_training(
+    clients: Clients, tenant: str, job_id: str, holder: str, retried: bool
+) -> None:
+    record = begin_step(clients, tenant, job_id, JobStatus.TRAINING, holder, retried)
+    if record is None:
+        return
     time.sleep(settings.step_delay_s)
     version = fit_and_register(clients, record)
 
     clients.jobs.set_status(tenant, job_id, JobStatus.EVALUATING, version=version)
     hand_on(clients.connection, tenant, job_id, JobStatus.EVALUATING,
             settings.visibility_timeout_s)
-
-
-def begin(clients: Clients, tenant: str, job_id: str, holder: str) -> JobRecord:
-    def change(job: JobRecord) -> None:
-        job.attempts = max(job.attempts, 1)
-        job.worker = holder
-        job.status = JobStatus.TRAINING
-        job.timestamps.setdefault(JobStatus.TRAINING.value, now_iso())
-
-    record = clients.jobs.update(tenant, job_id, change)
-    log.info("training job %s: attempt %d for model %r on %s",
-             job_id, record.attempts, record.model, holder)
-    return record
 
 
 def fit_and_register(clients: Clients, record: JobRecord) -> int:
