@@ -8,6 +8,7 @@ import os
 
 from celery import Task
 
+from shared import metrics
 from shared.clients import Clients
 from shared.dispatch import mark, taken
 from shared.errors import DependencyUnavailable, PlatformError
@@ -102,6 +103,7 @@ def retry_or_fail(
 def fail(clients: Clients, tenant: str, job_id: str, message: str) -> None:
     """Mark the job failed; if even that cannot be stored, the reaper finds it later."""
     log.warning("job %s: failed: %s", job_id, message)
+    metrics.inc(clients.connection, "eduml_jobs_finished_total", {"status": "failed"})
     try:
         clients.jobs.set_status(tenant, job_id, JobStatus.FAILED, error=message)
     except PlatformError as error:

@@ -112,6 +112,7 @@ class JobRecord(BaseModel):
     error: str | None = None
     attempts: int = 0
     started: dict[str, int] = Field(default_factory=dict)
+    costs: dict[str, dict[str, float]] = Field(default_factory=dict)
     worker: str | None = None
     timestamps: dict[str, str] = Field(default_factory=dict)
     notes: list[str] = Field(default_factory=list)
@@ -137,6 +138,7 @@ class JobRecord(BaseModel):
             "error": self.error,
             "attempts": self.attempts,
             "worker": self.worker,
+            "costs": self.costs,
             "timestamps": self.timestamps,
             "notes": self.notes,
         }

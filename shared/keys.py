@@ -148,3 +148,31 @@ def queue_lists(queue: str) -> list[str]:
 def job_orphaned(tenant: str, job_id: str) -> str:
     """When a reaper first saw the job with neither a lease nor a queued task."""
     return f"{REDIS_NAMESPACE}:orphaned:{tenant}:{job_id}"
+
+
+def metric(name: str) -> str:
+    return f"{REDIS_NAMESPACE}:metrics:{name}"
+
+
+def queue_rate(direction: str, queue: str, slot: int) -> str:
+    """Tasks into (``in``) or out of (``out``) a queue during one 10-second slot."""
+    return f"{REDIS_NAMESPACE}:rate:{direction}:{queue}:{slot}"
+
+
+def running_task(worker: str, task_id: str) -> str:
+    return f"{REDIS_NAMESPACE}:running:{worker}:{task_id}"
+
+
+def running_tasks_pattern(worker: str) -> str:
+    return f"{REDIS_NAMESPACE}:running:{worker}:*"
+
+
+CHAMPIONS_METRIC = f"{REDIS_NAMESPACE}:metrics:champions"
+
+
+# --- dashboard ---------------------------------------------------------------
+
+# Queue depths sampled over time for the dashboard's chart: a sorted set
+# scored by the sample's time, trimmed to a window and expiring with it, so
+# every gateway draws the same history and losing it loses only the chart.
+QUEUE_DEPTH_SAMPLES = f"{REDIS_NAMESPACE}:ui:queue-depths"

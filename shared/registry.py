@@ -28,6 +28,7 @@ IDEMPOTENCY_LOOKBACK = 10
 # A promotion deletes the cached pointer; the expiry bounds staleness when
 # that delete could not reach Redis.
 CHAMPION_CACHE_TTL_S = 30
+CHAMPION_GAUGE_TTL_S = 7 * 24 * 3600
 
 
 class FeatureSpec(BaseModel):
@@ -296,9 +297,14 @@ def _mark_deleted(record: VersionRecord) -> None:
 _LAST_KNOWN: dict[tuple[str, str], Champion] = {}
 
 
-def forget_champion(connection: redis.Redis, tenant: str, model: str) -> None:
-    """Drop the cached pointer so the next reader sees the new champion."""
+def announce_champion(connection: redis.Redis, tenant: str, model: str, version: int) -> None:
+    """Drop the cached pointer so the next reader sees the new champion, and
+    record the version for the champion gauge of ``/metrics``."""
     try:
-        connection.delete(keys.champion_cache(tenant, model))
+        pipe = connection.pipeline(transaction=False)
+        pipe.delete(keys.champion_cache(tenant, model))
+        pipe.hset(keys.CHAMPIONS_METRIC, f"{tenant}/{model}", version)
+        pipe.expire(keys.CHAMPIONS_METRIC, CHAMPION_GAUGE_TTL_S)
+        pipe.execute()
     except redis.RedisError:
         log.warning("registry: cached champion of %s/%s expires on its own", tenant, model)

@@ -91,12 +91,18 @@ class Settings(BaseSettings):
     )
     dependency_backoff_s: float = 2.0
 
+    # Queue health: a queue is "warning" or "critical" past these.
+    queue_warning_age_s: float = 60.0
+    queue_critical_age_s: float = 600.0
+    queue_warning_depth: int = 100
+
     # Celery.
     result_expires_s: int = 3_600
     visibility_timeout_s: int = 2 * 1_800 + 600
     serving_cache_versions: int = 8
 
     log_level: str = "INFO"
+    log_format: str = Field(default="json", description="'json' (one object a line) or 'text'.")
 
 
 @lru_cache(maxsize=1)

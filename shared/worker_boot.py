@@ -6,12 +6,13 @@ import logging
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import setup_logging, worker_ready, worker_shutdown
 
 from shared.clients import get_clients
 from shared.logs import configure_logging
 from shared.queues import Heartbeat
 from shared.reaper import Reaper
+from shared import task_signals
 
 log = logging.getLogger(__name__)
 
@@ -24,11 +25,17 @@ def prepare_worker(app: Celery, queue: str, reaper: bool = False) -> None:
     """
     heartbeats: list[Heartbeat] = []
     reapers: list[Reaper] = []
+    task_signals.connect()
+
+    @setup_logging.connect(weak=False)
+    def on_setup_logging(**_: Any) -> None:
+        # Connected, this replaces Celery's own set-up, before the pool forks.
+        settings = get_clients().settings
+        configure_logging(settings.log_level, settings.log_format)
 
     @worker_ready.connect(weak=False)
     def on_ready(sender: Any = None, **_: Any) -> None:
         clients = get_clients()
-        configure_logging(clients.settings.log_level)
         clients.storage.ensure_bucket()
         heartbeat = Heartbeat(clients.connection, sender.hostname, [queue])
         heartbeat.start()

@@ -24,13 +24,14 @@ from celery.exceptions import SoftTimeLimitExceeded
 from services.evaluation import evidence, uncertainty
 from services.evaluation.decision import Comparison, Decision, decide
 from services.evaluation.metrics import baseline_metrics, primary_metric
-from shared import artifacts
-from shared.celery_app import EVALUATE_TASK, app
+from shared import artifacts, costs, metrics
+from shared.celery_app import EVALUATE_TASK, EVALUATION_QUEUE, app
 from shared.clients import Clients, get_clients
 from shared.errors import Conflict, DependencyUnavailable, PlatformError
 from shared.job_steps import begin_step, claim, fail, holder_name, retry_or_fail
 from shared.jobs import JobRecord, JobStatus, now_iso
-from shared.registry import VersionRecord, forget_champion
+from shared.logs import job_context
+from shared.registry import VersionRecord, announce_champion
 from shared.settings import get_settings
 from shared.targets import CLASSIFICATION, target_values
 
@@ -47,6 +48,11 @@ PROMOTION_ATTEMPTS = 3
     time_limit=settings.evaluation_time_limit_s + 30,
 )
 def evaluate(task: Task, tenant: str, job_id: str) -> None:
+    with job_context(job_id=job_id, tenant=tenant, queue=EVALUATION_QUEUE):
+        evaluate_job(task, tenant, job_id)
+
+
+def evaluate_job(task: Task, tenant: str, job_id: str) -> None:
     clients = get_clients()
     try:
         record = clients.jobs.get(tenant, job_id)
@@ -81,7 +87,8 @@ def run_evaluation(clients: Clients, record: JobRecord, holder: str, retried: bo
     if started is None:
         return
     time.sleep(settings.step_delay_s)
-    evaluate_version(clients, started, started.version or 0)
+    with costs.measure() as cost:
+        evaluate_version(clients, started, started.version or 0, cost)
 
 
 @dataclass
@@ -104,7 +111,9 @@ class Judged:
     groups: dict[str, Any]
 
 
-def evaluate_version(clients: Clients, record: JobRecord, number: int) -> None:
+def evaluate_version(
+    clients: Clients, record: JobRecord, number: int, cost: costs.Cost
+) -> None:
     tenant, model = record.tenant, record.model
     candidate = clients.registry.get_version(tenant, model, number)
     held_out = load_held_out(clients, candidate)
@@ -115,8 +124,12 @@ def evaluate_version(clients: Clients, record: JobRecord, number: int) -> None:
     report = build_report(record, judged, held_out, decision)
     clients.registry.save_report(tenant, model, number, report)
     status = JobStatus.DEPLOYED if decision.promoted else JobStatus.REJECTED
+    spent = cost.summary()
+    costs.report(clients.connection, "evaluation", spent)
     clients.jobs.set_status(tenant, record.id, status, metrics=judged.metrics,
-                            decision=decision.public(judged.metric))
+                            decision=decision.public(judged.metric),
+                            costs={**record.costs, "evaluation": spent})
+    metrics.inc(clients.connection, "eduml_jobs_finished_total", {"status": status.value})
     log.info("evaluation job %s: %s v%d %s", record.id, model, number, status.value)
 
 
@@ -176,7 +189,7 @@ def decide_and_promote(
         except Conflict as error:
             log.info("evaluation of %s v%d: %s", model, candidate.version, error.message)
             continue
-        forget_champion(clients.connection, tenant, model)
+        announce_champion(clients.connection, tenant, model, candidate.version)
         clients.registry.audit(tenant, model, "promote", "evaluation service",
                                decision.reasons[0], version=candidate.version,
                                previous=expected, job_id=record.id)

@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 
 from services.gateway.limits import BodyLimit
 from services.gateway.responses import SafeJSONResponse, error_body, error_response
+from services.gateway.routes import metrics
 from services.gateway.routes import (
     datasets,
     health,
@@ -24,6 +25,7 @@ from services.gateway.routes import (
     versions,
 )
 from shared.clients import get_clients
+from shared import task_signals
 from shared.errors import PlatformError, Unauthorized
 from shared.logs import configure_logging
 from shared.settings import Settings, get_settings
@@ -42,12 +44,15 @@ def create_app(settings: Settings) -> FastAPI:
     )
     for module in (health, datasets, jobs, models, versions, policy, queues, tenants):
         api.include_router(module.router)
+    api.include_router(metrics.router)
     add_error_handlers(api)
+    api.middleware("http")(metrics.record_request)
     api.add_middleware(BodyLimit, limit_for=body_limit(settings))
+    task_signals.connect()
 
     @api.on_event("startup")
     def prepare() -> None:
-        configure_logging(settings.log_level)
+        configure_logging(settings.log_level, settings.log_format)
         if settings.admin_api_key is None:
             log.warning(
                 "gateway: authentication is off: ADMIN_API_KEY is unset; every "

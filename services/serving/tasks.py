@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 from typing import Any
 
@@ -16,7 +17,9 @@ import numpy as np
 import pandas as pd
 
 from shared import artifacts
-from shared.celery_app import PREDICT_TASK, app
+from shared import metrics
+from shared.celery_app import PREDICT_TASK, SERVING_QUEUE, app
+from shared.logs import job_context
 from shared.clients import Clients, get_clients
 from shared.errors import PlatformError
 from shared.registry import VersionRecord
@@ -68,11 +71,22 @@ def predict(
     tenant: str, model: str, version: int, columns: list[str], rows: list[list[Any]],
     explain: bool = False,
 ) -> dict[str, Any]:
+    with job_context(tenant=tenant, model=model, version=version, queue=SERVING_QUEUE):
+        return serve(tenant, model, version, columns, rows, explain)
+
+
+def serve(
+    tenant: str, model: str, version: int, columns: list[str], rows: list[list[Any]],
+    explain: bool,
+) -> dict[str, Any]:
+    started = time.perf_counter()
     try:
         record, pipeline = cache.get(get_clients(), tenant, model, version)
         answer = run_pipeline(record, pipeline, columns, rows)
         if explain:
             answer["explanations"] = explain_rows(record, pipeline, columns, rows)
+        metrics.observe(get_clients().connection, "eduml_inference_seconds", {},
+                        time.perf_counter() - started)
         return answer
     except PlatformError as error:
         log.warning("serving: %s v%d: %s", model, version, error.message)

@@ -26,13 +26,14 @@ from services.training.pipeline import (
 )
 from services.training.splits import fold_count_for_groups, grouped_split
 from services.training.tuning import Tuning, tune
-from shared import artifacts, keys
-from shared.celery_app import TRAIN_TASK, app
+from shared import artifacts, costs, keys
+from shared.celery_app import TRAIN_TASK, TRAINING_QUEUE, app
 from shared.clients import Clients, get_clients
 from shared.dispatch import hand_on
 from shared.errors import DependencyUnavailable, PlatformError
 from shared.job_steps import begin_step, claim, fail, holder_name, retry_or_fail
 from shared.jobs import JobRecord, JobRequest, JobStatus
+from shared.logs import job_context
 from shared.registry import ArtifactRef, FeatureSpec, VersionRecord
 from shared.settings import get_settings
 from shared.targets import target_values
@@ -60,6 +61,11 @@ class Fitted:
     time_limit=settings.training_time_limit_s + 60,
 )
 def train(task: Task, tenant: str, job_id: str) -> None:
+    with job_context(job_id=job_id, tenant=tenant, queue=TRAINING_QUEUE):
+        train_job(task, tenant, job_id)
+
+
+def train_job(task: Task, tenant: str, job_id: str) -> None:
     clients = get_clients()
     try:
         record = clients.jobs.get(tenant, job_id)
@@ -94,9 +100,13 @@ def run_training(
     if record is None:
         return
     time.sleep(settings.step_delay_s)
-    version = fit_and_register(clients, record)
+    with costs.measure() as cost:
+        version = fit_and_register(clients, record)
+        spent = cost.summary()
 
-    clients.jobs.set_status(tenant, job_id, JobStatus.EVALUATING, version=version)
+    costs.report(clients.connection, "training", spent)
+    clients.jobs.set_status(tenant, job_id, JobStatus.EVALUATING, version=version,
+                            costs={**record.costs, "training": spent})
     hand_on(clients.connection, tenant, job_id, JobStatus.EVALUATING,
             settings.visibility_timeout_s)
 

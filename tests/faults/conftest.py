@@ -133,7 +133,8 @@ def private_stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Pr
     logs = ARTIFACTS / "logs" / "faults" / request.node.name
     logs.mkdir(parents=True, exist_ok=True)
     private = PrivateStack(tmp_path, logs)
-    private.start()
+    marker = request.node.get_closest_marker("stack_env")
+    private.start(**(marker.kwargs if marker else {}))
     yield private
     private.stop()
 

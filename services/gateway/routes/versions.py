@@ -17,7 +17,7 @@ from services.gateway.responses import SafeJSONResponse
 from services.gateway.schemas import ModelName, VersionNumber, error_responses
 from shared.clients import Clients
 from shared.errors import Conflict, NotFound
-from shared.registry import forget_champion
+from shared.registry import announce_champion
 
 router = APIRouter(prefix="/v1/models/{model}", tags=["versions"],
                    responses=error_responses(401, 404, 409, 422, 503))
@@ -103,7 +103,7 @@ def change_champion(
     current = c.registry.champion(owner, model)
     expected = current.version if current else None
     champion = c.registry.promote(owner, model, version, expected=expected, reason=reason)
-    forget_champion(c.connection, owner, model)
+    announce_champion(c.connection, owner, model, version)
     c.registry.audit(owner, model, action, who, reason, version=version, previous=expected)
     return {"model": model, "champion": champion.version, "previous": expected,
             "since": champion.since}
