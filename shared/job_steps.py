@@ -5,17 +5,70 @@ from __future__ import annotations
 
 import logging
 import os
+import time
+from collections.abc import Callable
 
 from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
 
 from shared import metrics
-from shared.clients import Clients
+from shared.clients import Clients, get_clients
 from shared.dispatch import mark, taken
 from shared.errors import DependencyUnavailable, PlatformError
 from shared.jobs import JobRecord, JobStatus, now_iso
 from shared.leases import Lease
 
 log = logging.getLogger(__name__)
+
+
+StepBody = Callable[[Clients, JobRecord], None]
+
+
+def run_step(
+    task: Task,
+    tenant: str,
+    job_id: str,
+    stage: JobStatus,
+    ready: Callable[[JobRecord], bool],
+    body: StepBody,
+    time_limit_s: int,
+) -> None:
+    """A task's table of contents: read the job, take its lease, run the step.
+
+    Whatever happens in ``body``, the worker survives it: a dependency that
+    is down is retried with backoff, anything else fails the job with the
+    reason, and the lease is released.
+    """
+    clients = get_clients()
+    try:
+        record = clients.jobs.get(tenant, job_id)
+    except DependencyUnavailable as error:
+        retry_or_fail(task, clients, tenant, job_id, stage, error)
+        return
+    if not ready(record):
+        log.info("job %s: %s, nothing to do for %s", job_id, record.status.value, stage.value)
+        return
+    lease = claim(clients, tenant, job_id, holder_name(task))
+    if lease is None:
+        return
+    try:
+        started = begin_step(clients, tenant, job_id, stage, lease.holder,
+                             task.request.retries > 0)
+        if started is not None:
+            time.sleep(clients.settings.step_delay_s)
+            body(clients, started)
+    except DependencyUnavailable as error:
+        retry_or_fail(task, clients, tenant, job_id, stage, error)
+    except SoftTimeLimitExceeded:
+        fail(clients, tenant, job_id, f"{stage.value} exceeded {time_limit_s} s")
+    except PlatformError as error:
+        fail(clients, tenant, job_id, error.message)
+    except Exception as error:  # a worker must outlive any one job
+        log.exception("job %s: unexpected failure during %s", job_id, stage.value)
+        fail(clients, tenant, job_id,
+             f"{stage.value} failed: {type(error).__name__}: {error}")
+    finally:
+        lease.release()
 
 
 def holder_name(task: Task) -> str:

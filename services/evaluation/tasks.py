@@ -12,23 +12,21 @@ meanwhile, the candidate is judged again against that one.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from celery import Task
-from celery.exceptions import SoftTimeLimitExceeded
 
 from services.evaluation import evidence, uncertainty
 from services.evaluation.decision import Comparison, Decision, decide
 from services.evaluation.metrics import baseline_metrics, primary_metric
 from shared import artifacts, costs, metrics
 from shared.celery_app import EVALUATE_TASK, EVALUATION_QUEUE, app
-from shared.clients import Clients, get_clients
-from shared.errors import Conflict, DependencyUnavailable, PlatformError
-from shared.job_steps import begin_step, claim, fail, holder_name, retry_or_fail
+from shared.clients import Clients
+from shared.errors import Conflict, PlatformError
+from shared.job_steps import run_step
 from shared.jobs import JobRecord, JobStatus, now_iso
 from shared.logs import job_context
 from shared.registry import VersionRecord, announce_champion
@@ -53,42 +51,17 @@ def evaluate(task: Task, tenant: str, job_id: str) -> None:
 
 
 def evaluate_job(task: Task, tenant: str, job_id: str) -> None:
-    clients = get_clients()
-    try:
-        record = clients.jobs.get(tenant, job_id)
-    except DependencyUnavailable as error:
-        retry_or_fail(task, clients, tenant, job_id, JobStatus.EVALUATING, error)
-        return
-    if record.status is not JobStatus.EVALUATING or record.version is None:
-        log.info("evaluation job %s: status %s, nothing to do", job_id, record.status.value)
-        return
-    lease = claim(clients, tenant, job_id, holder_name(task))
-    if lease is None:
-        return
-    try:
-        run_evaluation(clients, record, lease.holder, task.request.retries > 0)
-    except DependencyUnavailable as error:
-        retry_or_fail(task, clients, tenant, job_id, JobStatus.EVALUATING, error)
-    except SoftTimeLimitExceeded:
-        fail(clients, tenant, job_id,
-             f"evaluation exceeded {settings.evaluation_time_limit_s} s")
-    except PlatformError as error:
-        fail(clients, tenant, job_id, error.message)
-    except Exception as error:  # a worker must outlive any one job
-        log.exception("evaluation job %s: unexpected failure", job_id)
-        fail(clients, tenant, job_id, f"evaluation failed: {type(error).__name__}: {error}")
-    finally:
-        lease.release()
+    run_step(task, tenant, job_id, JobStatus.EVALUATING, ready_to_evaluate, run_evaluation,
+             settings.evaluation_time_limit_s)
 
 
-def run_evaluation(clients: Clients, record: JobRecord, holder: str, retried: bool) -> None:
-    started = begin_step(clients, record.tenant, record.id, JobStatus.EVALUATING, holder,
-                         retried)
-    if started is None:
-        return
-    time.sleep(settings.step_delay_s)
+def ready_to_evaluate(record: JobRecord) -> bool:
+    return record.status is JobStatus.EVALUATING and record.version is not None
+
+
+def run_evaluation(clients: Clients, record: JobRecord) -> None:
     with costs.measure() as cost:
-        evaluate_version(clients, started, started.version or 0, cost)
+        evaluate_version(clients, record, record.version or 0, cost)
 
 
 @dataclass

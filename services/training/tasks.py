@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from celery import Task
-from celery.exceptions import SoftTimeLimitExceeded
 
 from services.training.pipeline import (
     Selection,
@@ -28,10 +27,9 @@ from services.training.splits import fold_count_for_groups, grouped_split
 from services.training.tuning import Tuning, tune
 from shared import artifacts, costs, keys
 from shared.celery_app import TRAIN_TASK, TRAINING_QUEUE, app
-from shared.clients import Clients, get_clients
+from shared.clients import Clients
 from shared.dispatch import hand_on
-from shared.errors import DependencyUnavailable, PlatformError
-from shared.job_steps import begin_step, claim, fail, holder_name, retry_or_fail
+from shared.job_steps import run_step
 from shared.jobs import JobRecord, JobRequest, JobStatus
 from shared.logs import job_context
 from shared.registry import ArtifactRef, FeatureSpec, VersionRecord
@@ -66,48 +64,23 @@ def train(task: Task, tenant: str, job_id: str) -> None:
 
 
 def train_job(task: Task, tenant: str, job_id: str) -> None:
-    clients = get_clients()
-    try:
-        record = clients.jobs.get(tenant, job_id)
-    except DependencyUnavailable as error:
-        retry_or_fail(task, clients, tenant, job_id, JobStatus.TRAINING, error)
-        return
-    if record.status not in (JobStatus.QUEUED, JobStatus.TRAINING):
-        log.info("training job %s: already %s, nothing to do", job_id, record.status.value)
-        return
-    lease = claim(clients, tenant, job_id, holder_name(task))
-    if lease is None:
-        return
-    try:
-        run_training(clients, tenant, job_id, lease.holder, task.request.retries > 0)
-    except DependencyUnavailable as error:
-        retry_or_fail(task, clients, tenant, job_id, JobStatus.TRAINING, error)
-    except SoftTimeLimitExceeded:
-        fail(clients, tenant, job_id, f"training exceeded {settings.training_time_limit_s} s")
-    except PlatformError as error:
-        fail(clients, tenant, job_id, error.message)
-    except Exception as error:  # a worker must outlive any one job
-        log.exception("training job %s: unexpected failure", job_id)
-        fail(clients, tenant, job_id, f"training failed: {type(error).__name__}: {error}")
-    finally:
-        lease.release()
+    run_step(task, tenant, job_id, JobStatus.TRAINING, ready_to_train, run_training,
+             settings.training_time_limit_s)
 
 
-def run_training(
-    clients: Clients, tenant: str, job_id: str, holder: str, retried: bool
-) -> None:
-    record = begin_step(clients, tenant, job_id, JobStatus.TRAINING, holder, retried)
-    if record is None:
-        return
-    time.sleep(settings.step_delay_s)
+def ready_to_train(record: JobRecord) -> bool:
+    return record.status in (JobStatus.QUEUED, JobStatus.TRAINING)
+
+
+def run_training(clients: Clients, record: JobRecord) -> None:
     with costs.measure() as cost:
         version = fit_and_register(clients, record)
         spent = cost.summary()
 
     costs.report(clients.connection, "training", spent)
-    clients.jobs.set_status(tenant, job_id, JobStatus.EVALUATING, version=version,
+    clients.jobs.set_status(record.tenant, record.id, JobStatus.EVALUATING, version=version,
                             costs={**record.costs, "training": spent})
-    hand_on(clients.connection, tenant, job_id, JobStatus.EVALUATING,
+    hand_on(clients.connection, record.tenant, record.id, JobStatus.EVALUATING,
             settings.visibility_timeout_s)
 
 
