@@ -120,6 +120,7 @@ def begin_step(
                              f"lost during {stage.value}")
         job.started[stage.value] = job.started.get(stage.value, 0) + 1
         job.worker = holder
+        job.workers[stage.value] = holder
         job.status = stage
         job.timestamps.setdefault(stage.value, now_iso())
 

@@ -114,6 +114,7 @@ class JobRecord(BaseModel):
     started: dict[str, int] = Field(default_factory=dict)
     costs: dict[str, dict[str, float]] = Field(default_factory=dict)
     worker: str | None = None
+    workers: dict[str, str] = Field(default_factory=dict)
     timestamps: dict[str, str] = Field(default_factory=dict)
     notes: list[str] = Field(default_factory=list)
 
@@ -138,6 +139,7 @@ class JobRecord(BaseModel):
             "error": self.error,
             "attempts": self.attempts,
             "worker": self.worker,
+            "workers": self.workers,
             "costs": self.costs,
             "timestamps": self.timestamps,
             "notes": self.notes,

@@ -31,6 +31,7 @@ FAST_RECOVERY = {
     "S3_MAX_ATTEMPTS": "1",
     "S3_CONNECT_TIMEOUT_S": "1",
     "S3_READ_TIMEOUT_S": "5",
+    "PREDICT_TIMEOUT_S": "3",
     # Each training and evaluation step waits this long first, so that a
     # test can kill its worker in the middle of it.
     "STEP_DELAY_S": "5",
@@ -99,6 +100,10 @@ class PrivateStack:
         self.workers[queue] = stack.start_worker(
             queue, self.logs / f"worker-{queue}.log", self.env, name=f"faults-{queue}"
         )
+
+    def start_extra_worker(self, queue: str, name: str) -> None:
+        self.workers[name] = stack.start_worker(queue, self.logs / f"worker-{name}.log",
+                                                self.env, name=name)
 
     def kill_worker(self, queue: str) -> None:
         """kill -9 of the worker's main process and its pool children."""

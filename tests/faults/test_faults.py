@@ -7,6 +7,8 @@ can be killed in the middle of one.
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
@@ -93,10 +95,30 @@ def test_killed_serving_worker_is_replaced_and_answers(private_stack, client):
     before = client.post("/v1/models/serving/predict", json=instance).json()
 
     private_stack.kill_worker("serving")
+    started = time.monotonic()
+    orphaned = client.post("/v1/models/serving/predict", json=instance)
+    waited = time.monotonic() - started
     private_stack.start_worker("serving")
     after = wait_for(lambda: _predict_ok(client, "serving", instance), 60, "a prediction")
 
+    assert orphaned.status_code == 504
+    assert "no serving worker answered" in orphaned.json()["error"]["message"]
+    assert waited < 10
     assert after["predictions"] == before["predictions"]
+
+
+def test_c04_two_workers_share_the_jobs_instead_of_one_hoarding_them(private_stack, client):
+    private_stack.start_extra_worker("training", "faults-training-2")
+    wait_for(lambda: len(next(q for q in client.get("/v1/queues").json()["queues"]
+                              if q["name"] == "training")["consumers"]) == 2, 60,
+             "two training consumers")
+
+    job_ids = [start(client, f"c04-{i}") for i in range(4)]
+    jobs = [wait_for_job(client, job_id, timeout_s=180) for job_id in job_ids]
+
+    trained_on = {job["workers"]["training"].split(":")[0] for job in jobs}
+    assert all(job["status"] == "deployed" for job in jobs)
+    assert len(trained_on) == 2, trained_on
 
 
 def test_redis_restart_loses_no_job_and_no_version(private_stack, client):
