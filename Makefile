@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install up down status demo test fuzz lint clean compose-check k8s-render k8s-check scale-demo
+.PHONY: help install up down status demo test fuzz lint clean compose-check k8s-render k8s-check scale-demo bench
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -106,3 +106,21 @@ k8s-check: $(DEPLOY_STAMP) $(CHECKOV) ## render both overlays, check schemas, th
 
 scale-demo: install ## drain 40 training jobs with 1, 2 and 4 workers; print jobs per minute
 	$(BIN)/python -m scripts.scale_demo
+
+# The benchmark's own environment: MLflow is what we are measured against, not
+# something the platform depends on. Its scikit-learn, numpy and pandas are the
+# platform's, so that it can load the very pipeline our training service fitted.
+BENCH_VENV := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
+MLFLOW_VERSION := 3.17.2
+
+$(BENCH_STAMP): $(STAMP)
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/pip install --quiet 'mlflow==$(MLFLOW_VERSION)' \
+	  $$($(BIN)/python -c "from importlib.metadata import version as v; \
+	  print(' '.join(f'{p}=={v(p)}' for p in ('scikit-learn', 'numpy', 'pandas', 'scipy', 'joblib')))")
+	touch $(BENCH_STAMP)
+
+bench: install $(BENCH_STAMP) ## gateway vs `mlflow models serve`, side by side; JSON last line
+	$(BIN)/python -m scripts.bench

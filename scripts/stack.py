@@ -32,7 +32,7 @@ STOP_TIMEOUT_S = 20.0
 WORKERS = {
     "training": ["--concurrency", "1"],
     "evaluation": ["--concurrency", "1"],
-    "serving": ["--concurrency", "2"],
+    "serving": ["--pool", "threads", "--concurrency", "4"],
 }
 
 # SeaweedFS listens on each HTTP port + 10000 for gRPC.
@@ -174,6 +174,18 @@ def start_gateway(host: str, port: int, log: Path, env: dict[str, str]) -> subpr
     return process
 
 
+def start_moodle(
+    host: str, port: int, log: Path, env: dict[str, str]
+) -> subprocess.Popen:
+    """The Moodle backend app (services/gateway/moodle) on a port of its own."""
+    command = [str(BIN / "uvicorn"), "services.gateway.moodle.app:app", "--host", host,
+               "--port", str(port), "--no-access-log"]
+    process = spawn(command, log, env)
+    wait_until(lambda: _answers(f"http://{host}:{port}/version"), START_TIMEOUT_S,
+               "the Moodle backend")
+    return process
+
+
 def start_worker(queue: str, log: Path, env: dict[str, str], name: str = "") -> subprocess.Popen:
     command = [
         str(BIN / "celery"), "-A", f"services.{queue}.worker", "worker",
@@ -222,6 +234,13 @@ def stop(process: subprocess.Popen | int) -> None:
 def _ready(base_url: str) -> bool:
     try:
         return httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -275,6 +294,8 @@ def up() -> None:
         _record("gateway", start_gateway(settings.gateway_host, settings.gateway_port,
                                          logs / "gateway.log", {}))
         typer.echo(f"started the gateway at {base_url}")
+    if settings.moodle_backend_users and "moodle" not in running:
+        _start_moodle_backend(settings, logs)
     for queue in WORKERS:
         if f"worker-{queue}" not in running:
             _record(f"worker-{queue}", start_worker(queue, logs / f"worker-{queue}.log", {}))
@@ -282,12 +303,24 @@ def up() -> None:
     typer.echo(f"stack is up: API {base_url}/docs, logs in {logs}; stop it with 'make down'")
 
 
+def _start_moodle_backend(settings: Settings, logs: Path) -> None:
+    host, port = settings.moodle_backend_host, settings.moodle_backend_port
+    if port_open(host, port):
+        raise typer.BadParameter(
+            f"port {port} is in use by a process 'make up' did not start; stop it or "
+            "set MOODLE_BACKEND_PORT"
+        )
+    _record("moodle", start_moodle(host, port, logs / "moodle.log", {}))
+    typer.echo(f"started the Moodle backend at http://{host}:{port} (Moodle's "
+               "Python machine-learning backend server)")
+
+
 @cli.command()
 def down() -> None:
     """Stop exactly the processes that 'up' started."""
     recorded = _recorded()
     order = [n for n in recorded if n.startswith("worker-")] + [
-        n for n in ("gateway", "redis", "seaweedfs") if n in recorded
+        n for n in ("moodle", "gateway", "redis", "seaweedfs") if n in recorded
     ]
     for name in order:
         stop(recorded[name])

@@ -17,6 +17,7 @@ from shared.jobs import JobStatus
 
 log = logging.getLogger(__name__)
 
+STEPS = (JobStatus.TRAINING, JobStatus.EVALUATING)
 TASK_FOR_STATUS = {
     JobStatus.QUEUED: TRAIN_TASK,
     JobStatus.TRAINING: TRAIN_TASK,
@@ -63,5 +64,6 @@ def taken(connection: redis.Redis, tenant: str, job_id: str) -> None:
 def in_flight(connection: redis.Redis, tenant: str, job_id: str) -> bool:
     pipe = connection.pipeline()
     pipe.exists(keys.job_dispatched(tenant, job_id))
-    pipe.exists(keys.job_lease(tenant, job_id))
+    for step in STEPS:
+        pipe.exists(keys.job_lease(tenant, job_id, step.value))
     return any(pipe.execute())

@@ -48,7 +48,7 @@ def run_step(
     if not ready(record):
         log.info("job %s: %s, nothing to do for %s", job_id, record.status.value, stage.value)
         return
-    lease = claim(clients, tenant, job_id, holder_name(task))
+    lease = claim(clients, tenant, job_id, stage, holder_name(task))
     if lease is None:
         return
     try:
@@ -76,13 +76,23 @@ def holder_name(task: Task) -> str:
     return f"{task.request.hostname}:{os.getpid()}"
 
 
-def claim(clients: Clients, tenant: str, job_id: str, holder: str) -> Lease | None:
-    """The job's lease, or None when another worker is already on it."""
-    lease = Lease(clients.connection, tenant, job_id, holder, clients.settings.lease_ttl_s)
-    if not lease.acquire():
-        log.info("job %s: another worker holds it; this delivery is a duplicate", job_id)
-        return None
+def claim(
+    clients: Clients, tenant: str, job_id: str, stage: JobStatus, holder: str
+) -> Lease | None:
+    """The lease of the job's step, or None when another worker is already on it.
+
+    Either way this delivery has left the queue, so the dispatch marker goes:
+    were the other worker to die, the reaper must not wait for a task that
+    is no longer queued.
+    """
+    lease = Lease(clients.connection, tenant, job_id, stage.value, holder,
+                  clients.settings.lease_ttl_s)
+    acquired = lease.acquire()
     taken(clients.connection, tenant, job_id)
+    if not acquired:
+        log.info("job %s: another worker holds its %s; this delivery is a duplicate",
+                 job_id, stage.value)
+        return None
     return lease
 
 

@@ -116,9 +116,13 @@ def champion_cache(tenant: str, model: str) -> str:
     return f"{REDIS_NAMESPACE}:champion:{tenant}:{model}"
 
 
-def job_lease(tenant: str, job_id: str) -> str:
-    """Held by the worker running a step of the job, renewed while it runs."""
-    return f"{REDIS_NAMESPACE}:lease:{tenant}:{job_id}"
+def job_lease(tenant: str, job_id: str, step: str) -> str:
+    """Held by the worker running one step of the job, renewed while it runs.
+
+    One lease per step, so that training can hand the job to evaluation
+    before it lets go of its own lease.
+    """
+    return f"{REDIS_NAMESPACE}:lease:{tenant}:{job_id}:{step}"
 
 
 def job_dispatched(tenant: str, job_id: str) -> str:

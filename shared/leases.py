@@ -40,11 +40,12 @@ return 0
 
 class Lease:
     def __init__(
-        self, connection: redis.Redis, tenant: str, job_id: str, holder: str, ttl_s: int
+        self, connection: redis.Redis, tenant: str, job_id: str, step: str, holder: str,
+        ttl_s: int,
     ) -> None:
         self.connection = connection
         self.ttl_s = ttl_s
-        self.key = keys.job_lease(tenant, job_id)
+        self.key = keys.job_lease(tenant, job_id, step)
         self.holder = holder
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -71,6 +72,6 @@ class Lease:
                 log.warning("lease %s: renewal failed: %s", self.key, error)
 
 
-def holder(connection: redis.Redis, tenant: str, job_id: str) -> str | None:
-    value = connection.get(keys.job_lease(tenant, job_id))
+def holder(connection: redis.Redis, tenant: str, job_id: str, step: str) -> str | None:
+    value = connection.get(keys.job_lease(tenant, job_id, step))
     return value.decode() if value else None

@@ -63,6 +63,23 @@ class Settings(BaseSettings):
     max_csv_columns: int = 2_000
     max_predict_instances: int = 1_000
     predict_timeout_s: float = 10.0
+    # Micro-batching of predict requests for one version (services/gateway/batching.py).
+    predict_batch_window_ms: float = Field(
+        default=3.0,
+        ge=0.0,
+        description="Longest wait of a request for others to join its batch, while "
+        "PREDICT_BATCH_MAX_IN_FLIGHT batches of its version are already out.",
+    )
+    predict_batch_max_rows: int = Field(default=256, ge=1)
+    predict_batch_max_in_flight: int = Field(
+        default=2,
+        ge=1,
+        description="Batches of one version sent before the next one waits; about "
+        "the serving pool processes.",
+    )
+    predict_batch_threads: int = Field(
+        default=16, ge=1, description="Gateway threads awaiting serving answers."
+    )
     jobs_list_limit: int = 50
 
     # Training and evaluation.
@@ -100,6 +117,26 @@ class Settings(BaseSettings):
     result_expires_s: int = 3_600
     visibility_timeout_s: int = 2 * 1_800 + 600
     serving_cache_versions: int = 8
+
+    # Moodle's machine-learning backend protocol (services/gateway/moodle), on a
+    # host and port of its own. Empty users turn it off.
+    moodle_backend_host: str = "127.0.0.1"
+    moodle_backend_port: int = 5050
+    moodle_backend_users: str = Field(
+        default="",
+        description="Comma-separated 'user:password[@tenant]' entries; the password "
+        "may be hashed ('sha256:<salt>:<hex>' or 'pbkdf2:sha256:<n>$<salt>$<hex>').",
+    )
+    moodle_backend_version: str = Field(
+        default="3.0.5",
+        description="Version reported at /version; Moodle 3.9 to 3.11 want 2.6.6.",
+    )
+    moodle_wait_s: float = Field(
+        default=3_600.0,
+        gt=0.0,
+        description="How long a Moodle request waits for its training job or "
+        "evaluation before answering Moodle's error status.",
+    )
 
     log_level: str = "INFO"
     log_format: str = Field(default="json", description="'json' (one object a line) or 'text'.")

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.pipeline import Pipeline
 
 from shared import artifacts
 from shared import metrics
@@ -103,26 +104,77 @@ def run_pipeline(
     record: VersionRecord, pipeline: Any, columns: list[str], rows: list[list[Any]]
 ) -> dict[str, Any]:
     frame = feature_frame(record, columns, rows)
-    predictions = pipeline.predict(frame)
-    probabilities = None
-    if record.has_proba:
-        probabilities = np.asarray(pipeline.predict_proba(frame), dtype=float)
+    predictions, probabilities = predict_frame(record, pipeline, frame)
     return {
         "predictions": [_plain(value) for value in predictions],
         "probabilities": None if probabilities is None else _finite_rows(probabilities),
     }
 
 
-def feature_frame(record: VersionRecord, columns: list[str], rows: list[list[Any]]) -> pd.DataFrame:
-    """The rows as the pipeline saw its training data: numbers as floats, text as str."""
-    frame = pd.DataFrame(rows, columns=columns)
+def predict_frame(
+    record: VersionRecord, pipeline: Any, frame: pd.DataFrame
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Predictions and class probabilities, preprocessing the rows only once.
+
+    ``Pipeline.predict`` and ``Pipeline.predict_proba`` each run every
+    transformer and then the final estimator; here the transformers run once
+    and the final estimator is asked twice, which gives the same numbers at
+    about half the cost (the transformers are most of it for a few rows).
+    """
+    if not isinstance(pipeline, Pipeline) or len(pipeline.steps) < 2:
+        predictions = np.asarray(pipeline.predict(frame))
+        if not record.has_proba:
+            return predictions, None
+        return predictions, np.asarray(pipeline.predict_proba(frame), dtype=float)
+    features: Any = frame
+    for _, transformer in pipeline.steps[:-1]:
+        if transformer is not None and transformer != "passthrough":
+            features = transformer.transform(features)
+    estimator = pipeline.steps[-1][1]
+    predictions = np.asarray(estimator.predict(features))
+    if not record.has_proba:
+        return predictions, None
+    return predictions, np.asarray(estimator.predict_proba(features), dtype=float)
+
+
+def feature_frame(
+    record: VersionRecord, columns: list[str], rows: list[list[Any]]
+) -> pd.DataFrame:
+    """The rows as the pipeline saw its training data: numbers as floats, text as str.
+
+    Built column by column from plain lists: no frame of the raw rows first,
+    and no type inference on them.
+    """
+    position = {name: index for index, name in enumerate(columns)}
+    data: dict[str, Any] = {}
     for feature in record.features:
+        index = position[feature.name]
+        values = [row[index] for row in rows]
         if feature.type == "numeric":
-            frame[feature.name] = pd.to_numeric(frame[feature.name], errors="coerce").astype(float)
+            data[feature.name] = _numeric_column(values)
         else:
-            values = frame[feature.name]
-            frame[feature.name] = values.astype(object).where(values.notna(), np.nan)
-    return frame[[feature.name for feature in record.features]]
+            data[feature.name] = pd.Series(
+                [np.nan if _missing(value) else value for value in values],
+                dtype=object,
+            )
+    return pd.DataFrame(data)
+
+
+def _numeric_column(values: list[Any]) -> np.ndarray:
+    """Floats, NaN for what is missing or not a number (as ``pd.to_numeric``)."""
+    try:
+        return np.array(
+            [np.nan if value is None else value for value in values], dtype=float
+        )
+    except (TypeError, ValueError):
+        return np.asarray(
+            pd.to_numeric(pd.Series(values, dtype=object), errors="coerce"),
+            dtype=float,
+        )
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
 
 
 def explain_rows(

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends
+from starlette.concurrency import run_in_threadpool
 
+from services.gateway.batching import batcher_for
 from services.gateway.deps import clients, tenant
-from services.gateway.predictions import ids_of, response, run_prediction, to_rows
+from services.gateway.predictions import ids_of, response, to_rows
 from services.gateway.responses import SafeJSONResponse
 from services.gateway.schemas import (
     ModelName,
@@ -71,7 +73,7 @@ def get_version(
 
 
 @router.post("/{model}/predict", response_class=SafeJSONResponse)
-def predict(
+async def predict(
     model: ModelName,
     body: PredictRequest,
     c: Clients = Depends(clients),
@@ -83,11 +85,11 @@ def predict(
             f"{len(body.instances)} instances exceed the limit of {limit} per request; "
             "use smaller requests"
         )
-    record = champion_record(c, owner, model)
+    record = await run_in_threadpool(champion_record, c, owner, model)
     rows = to_rows(record, body.instances)
     ids = ids_of(record, body.instances)
-    answer = run_prediction(owner, record, rows, c.settings.predict_timeout_s,
-                            body.explain)
+    batcher = batcher_for(c.settings)
+    answer = await batcher.predict(owner, record, rows, body.explain)
     return response(record, answer, ids)
 
 
