@@ -20,11 +20,13 @@ QUEUES = (TRAINING_QUEUE, EVALUATION_QUEUE, SERVING_QUEUE)
 TRAIN_TASK = "training.train"
 EVALUATE_TASK = "evaluation.evaluate"
 PREDICT_TASK = "serving.predict"
+MOODLE_EVALUATE_TASK = "evaluation.moodle_evaluate"
 
 TASK_QUEUES = {
     TRAIN_TASK: TRAINING_QUEUE,
     EVALUATE_TASK: EVALUATION_QUEUE,
     PREDICT_TASK: SERVING_QUEUE,
+    MOODLE_EVALUATE_TASK: EVALUATION_QUEUE,
 }
 
 
@@ -54,8 +56,10 @@ def create_celery(settings: Settings) -> Celery:
         task_ignore_result=True,
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
-        worker_send_task_events=True,
-        task_send_sent_event=True,
+        # The platform keeps its own bookkeeping (shared/task_signals.py);
+        # Celery's event stream would cost extra Redis writes per task.
+        worker_send_task_events=False,
+        task_send_sent_event=False,
         enable_utc=True,
     )
     return app

@@ -11,9 +11,11 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 
+from services.gateway import ui
 from services.gateway.limits import BodyLimit
 from services.gateway.responses import SafeJSONResponse, error_body, error_response
 from services.gateway.routes import metrics
+from services.gateway.routes import mlflow, v2
 from services.gateway.routes import (
     datasets,
     health,
@@ -45,6 +47,9 @@ def create_app(settings: Settings) -> FastAPI:
     for module in (health, datasets, jobs, models, versions, policy, queues, tenants):
         api.include_router(module.router)
     api.include_router(metrics.router)
+    api.include_router(ui.router)
+    api.include_router(mlflow.router)
+    api.include_router(v2.router)
     add_error_handlers(api)
     api.middleware("http")(metrics.record_request)
     api.add_middleware(BodyLimit, limit_for=body_limit(settings))

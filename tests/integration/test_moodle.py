@@ -1,0 +1,542 @@
+"""Moodle's machine-learning backend protocol, replayed from recorded requests.
+
+A real Moodle backend app (uvicorn, ``services.gateway.moodle.app``) runs
+against the session stack: the gateway, one worker per queue, Redis and
+SeaweedFS. Its users belong to a tenant made for this module, so the Moodle
+models are checked through that tenant's ``/v1`` too. The recordings are in
+``tests/data/moodle`` (see its README); their form fields come from its
+``manifest.json``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import uuid
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from scripts import stack
+from services.gateway.moodle.csvfile import read_labelled, write_labelled
+from services.gateway.moodle.store import model_name
+from services.gateway.moodle.users import UsersSettingError, hashed_entry, parse_users
+from shared.errors import InvalidInput
+from shared.settings import Settings
+from tests.conftest import (
+    ARTIFACTS,
+    TenantAccess,
+    client_with_key,
+    create_tenant,
+    free_port,
+    stack_env,
+)
+
+# Trainings on thousands of samples wait for the whole job, its evaluation too.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+
+RECORDINGS = Path(__file__).resolve().parent.parent / "data" / "moodle"
+MANIFEST = {
+    entry["file"]: entry
+    for entry in json.loads((RECORDINGS / "manifest.json").read_text())["files"]
+}
+USER, PASSWORD = "moodle-site", "sshhhh_2024"
+HASHED_USER, HASHED_PASSWORD, SALT = (
+    "hashed-site",
+    "another-secret",
+    "0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+)
+LONG_S = 900  # seconds a request may take: a training waits for its job
+
+
+@dataclass(frozen=True)
+class Backend:
+    url: str
+    tenant: TenantAccess
+
+    def post(
+        self,
+        path: str,
+        auth: tuple[str, str] | None = (USER, PASSWORD),
+        files: dict[str, Any] | None = None,
+        **fields: Any,
+    ) -> httpx.Response:
+        return httpx.post(
+            f"{self.url}{path}", data=fields, files=files, auth=auth, timeout=LONG_S
+        )
+
+    def get(
+        self, path: str, auth: tuple[str, str] | None = (USER, PASSWORD), **params: Any
+    ) -> httpx.Response:
+        return httpx.get(f"{self.url}{path}", params=params, auth=auth, timeout=LONG_S)
+
+    def send(self, path: str, recording: str, **fields: Any) -> dict[str, Any]:
+        """Replay a recording to ``path`` with its own uniqueid and dirhash."""
+        given = {**MANIFEST[recording]["form_fields"], **fields}
+        answer = self.post(
+            path, files={"dataset": ("data.csv", read(recording))}, **given
+        )
+        assert answer.status_code == 200, answer.text
+        return dict(answer.json())
+
+
+def read(recording: str) -> bytes:
+    data = (RECORDINGS / recording).read_bytes()
+    return gzip.decompress(data) if recording.endswith(".gz") else data
+
+
+def form(recording: str) -> dict[str, str]:
+    return dict(MANIFEST[recording]["form_fields"])
+
+
+@pytest.fixture(scope="module")
+def moodle(gateway_url: str, settings: Settings) -> Iterator[Backend]:
+    with client_with_key(gateway_url, settings.admin_api_key) as admin:
+        tenant = create_tenant(gateway_url, admin, "Moodle of the test school")
+    digest = hashlib.sha256((SALT + HASHED_PASSWORD).encode()).hexdigest()
+    users = (
+        f"{USER}:{PASSWORD}@{tenant.id},"
+        f"{HASHED_USER}:sha256:{SALT}:{digest}@{tenant.id}"
+    )
+    port = free_port()
+    env = {**stack_env(settings), "MOODLE_BACKEND_USERS": users}
+    process = stack.start_moodle(
+        "127.0.0.1", port, ARTIFACTS / "logs" / "moodle.log", env
+    )
+    yield Backend(f"http://127.0.0.1:{port}", tenant)
+    stack.stop(process)
+    tenant.client.close()
+
+
+@pytest.fixture(scope="module")
+def trained_366(moodle: Backend) -> dict[str, Any]:
+    """The 366-feature model, trained once from its recorded training request."""
+    answer = moodle.send("/training", "test-366-1904-training.csv.gz")
+    assert answer["status"] == 0, answer
+    return answer
+
+
+def predictions_of(answer: dict[str, Any]) -> dict[str, tuple[str, float]]:
+    assert answer["status"] == 0, answer
+    return {
+        sample: (category, float(score))
+        for sample, category, score in answer["predictions"]
+    }
+
+
+# --- the HTTP layer --------------------------------------------------------------
+
+
+def test_version_needs_no_credentials_and_answers_bare_text(moodle):
+    answer = moodle.get("/version", auth=None)
+
+    assert answer.status_code == 200
+    assert answer.text == "3.0.5"
+    assert moodle.post("/version", auth=None).status_code == 405
+
+
+@pytest.mark.parametrize(
+    "auth", [None, (USER, "wrong"), ("nobody", PASSWORD), (USER, "")]
+)
+def test_missing_or_wrong_credentials_get_401_without_a_challenge(moodle, auth):
+    answer = moodle.post(
+        "/training",
+        auth=auth,
+        files={"dataset": ("d.csv", b"x")},
+        uniqueid="u",
+        dirhash="d",
+    )
+
+    assert answer.status_code == 401
+    assert "www-authenticate" not in answer.headers
+    assert answer.headers["content-type"].startswith("text/plain")
+
+
+def test_a_wrong_method_is_405_before_credentials_are_checked(moodle):
+    assert moodle.get("/training", auth=None).status_code == 405
+    assert moodle.post("/evaluationlog", auth=None).status_code == 405
+
+
+def test_a_hashed_password_entry_lets_its_user_in(moodle):
+    answer = moodle.post(
+        "/deletemodel",
+        auth=(HASHED_USER, HASHED_PASSWORD),
+        uniqueid=f"nothing-{uuid.uuid4().hex}",
+    )
+
+    assert answer.status_code == 200
+    assert answer.text == "Ok"
+
+
+def test_a_missing_parameter_or_file_is_400_with_its_name(moodle):
+    no_dirhash = moodle.post(
+        "/training", files={"dataset": ("d.csv", b"x")}, uniqueid="u"
+    )
+    no_file = moodle.post("/prediction", uniqueid="u", dirhash="d")
+
+    assert no_dirhash.status_code == 400
+    assert "dirhash" in no_dirhash.text
+    assert no_file.status_code == 400
+    assert "dataset" in no_file.text
+
+
+# --- training and prediction -------------------------------------------------
+
+
+@pytest.mark.parametrize("recording", ["tiny-data-set.csv", "tiny-data-set-2.csv"])
+def test_tiny_recorded_sets_are_accepted_with_status_0(moodle, recording):
+    answer = moodle.send("/training", recording)
+
+    assert answer["status"] == 0
+    assert isinstance(answer["status"], int)
+    assert answer["info"] == []
+
+
+def test_too_few_samples_are_kept_and_predictions_say_not_trained_yet(moodle):
+    moodle.send("/training", "tiny-data-set-2.csv")
+
+    answer = moodle.send("/prediction", "tiny-data-set-2.csv")
+
+    assert answer == {"status": 2, "info": ["Provided model have not been trained yet"]}
+
+
+def test_predicting_with_a_model_never_trained_answers_status_2(moodle):
+    answer = moodle.send(
+        "/prediction",
+        "test-366-252-prediction.csv",
+        uniqueid=f"never-{uuid.uuid4().hex}",
+    )
+
+    assert answer == {"status": 2, "info": ["Provided model have not been trained yet"]}
+
+
+def test_a_batch_lacking_a_class_answers_status_8_and_is_not_kept(moodle):
+    only_zeros = (
+        b'nfeatures,targetclasses,targettype\n2,"[0,1]",discrete\n'
+        b"a,b,target\n" + b"".join(b"0.%d,1,0\n" % i for i in range(12))
+    )
+    fields = {"uniqueid": f"one-class-{uuid.uuid4().hex}", "dirhash": "d" * 32}
+
+    answer = moodle.post(
+        "/training", files={"dataset": ("d.csv", only_zeros)}, **fields
+    )
+
+    assert answer.status_code == 200
+    assert answer.json()["status"] == 8
+    assert isinstance(answer.json()["errors"], str)
+
+
+def test_double_train_sequence_trains_on_all_samples_and_beats_the_baseline(moodle):
+    first = moodle.send("/training", "double-train-train.csv.gz")
+    second = moodle.send("/training", "double-train-train2.csv.gz")
+    answer = moodle.send("/prediction", "double-train-predict.csv.gz")
+
+    assert (first["status"], first["version"], first["samples"]) == (0, 1, 318)
+    assert (second["status"], second["version"], second["samples"]) == (
+        0,
+        2,
+        318 + 9238,
+    )
+    truth = json.loads((RECORDINGS / "double-train-answers.json").read_text())
+    predicted = predictions_of(answer)
+    assert set(predicted) == set(truth)
+    assert all(
+        category in ("0", "1") and 0.5 <= score <= 1
+        for category, score in predicted.values()
+    )
+    correct = sum(
+        int(predicted[sample][0]) == int(label) for sample, label in truth.items()
+    )
+    positives = sum(int(label) for label in truth.values())
+    baseline = max(positives, len(truth) - positives)
+    print(
+        f"double-train: accuracy {correct / len(truth):.4f}, baseline "
+        f"{baseline / len(truth):.4f}"
+    )
+    assert correct / len(truth) > 0.8
+    assert correct > baseline
+
+
+def test_a_moodle_model_appears_in_v1_with_versions_reports_and_jobs(
+    moodle, trained_366
+):
+    api = moodle.tenant.client
+    name = trained_366["model"]
+
+    models = api.get("/v1/models").json()["models"]
+    model = api.get(f"/v1/models/{name}").json()
+    version = api.get(f"/v1/models/{name}/versions/{trained_366['version']}").json()
+    job = api.get(f"/v1/jobs/{trained_366['job_id']}").json()
+
+    assert name == "moodle-ba7b398b1a26-523dda85"
+    assert name in [entry["model"] for entry in models]
+    assert model["champion"] == trained_366["version"]
+    assert version["rows"]["train"] + version["rows"]["test"] == 1904
+    assert version["evaluation"]["metrics"] is not None
+    assert job["status"] in ("deployed", "rejected")
+    assert job["algorithm"] == "hist_gradient_boosting"
+
+
+def test_the_366_feature_pair_predicts_every_sample(moodle, trained_366):
+    answer = moodle.send("/prediction", "test-366-252-prediction.csv")
+
+    predicted = predictions_of(answer)
+    assert len(answer["predictions"]) == 252
+    assert set(predicted) == {f"sample-{i}" for i in range(1, 253)}
+    assert all(isinstance(sample, str) for sample, _, _ in answer["predictions"])
+    assert all(
+        category in ("0", "1") and 0.5 <= score <= 1
+        for category, score in predicted.values()
+    )
+
+
+def test_a_batch_with_another_feature_count_is_refused_with_status_1(
+    moodle, trained_366
+):
+    answer = moodle.send(
+        "/training",
+        "double-train-train.csv.gz",
+        **form("test-366-1904-training.csv.gz"),
+    )
+
+    assert answer["status"] == 1
+    assert "365" in answer["info"][0]
+
+
+# --- evaluation -------------------------------------------------------------------
+
+
+def evaluate(moodle: Backend, **fields: Any) -> dict[str, Any]:
+    base = {"minscore": "0", "maxdeviation": "1.0", "niterations": "1"}
+    return moodle.send(
+        "/evaluation", "test-366-1904-training.csv.gz", **{**base, **fields}
+    )
+
+
+def test_the_366_evaluation_reaches_the_reference_backends_quality(moodle):
+    result = evaluate(moodle)
+
+    print(
+        "366 evaluation:",
+        {
+            k: result.get(k)
+            for k in (
+                "accuracy",
+                "f1_score",
+                "precision",
+                "recall",
+                "score",
+                "balanced accuracy",
+            )
+        },
+    )
+    assert result["status"] == 0
+    for name in ("accuracy", "f1_score", "score"):
+        assert 0.75 <= result[name] <= 0.95, (name, result[name])
+    for name in ("precision", "recall"):
+        assert 0.70 <= result[name] <= 0.95, (name, result[name])
+    assert result["score_deviation"] == 0
+    assert (result["min_score"], result["accepted_deviation"]) == (0, 1.0)
+    assert isinstance(result["runid"], int)
+
+
+def test_evaluation_status_bits_follow_minscore_and_maxdeviation(moodle):
+    low = evaluate(moodle, minscore="0.99")
+    unsteady = evaluate(moodle, minscore="0.99", maxdeviation="0", niterations="3")
+
+    assert low["status"] == 4
+    assert unsteady["status"] == 12
+    assert len(unsteady["info"]) == 2
+    assert unsteady["score_deviation"] > 0
+    assert low["runid"] != unsteady["runid"]
+
+
+def test_an_evaluation_whose_file_lacks_a_class_answers_status_1(moodle):
+    only_ones = (
+        b'nfeatures,targetclasses,targettype\n1,"[0,1]",discrete\n'
+        b"a,target\n" + b"".join(b"0.%d,1\n" % i for i in range(10))
+    )
+
+    answer = moodle.post(
+        "/evaluation",
+        files={"dataset": ("evaluation.csv", only_ones)},
+        uniqueid="u",
+        dirhash="e",
+        minscore="0.7",
+        maxdeviation="0.05",
+        niterations="10",
+    )
+
+    assert answer.status_code == 200
+    assert answer.json()["status"] == 1
+    assert isinstance(answer.json()["runid"], int)
+
+
+def test_the_evaluation_log_of_a_run_is_a_zip_with_its_log(moodle):
+    result = evaluate(moodle)
+    fields = form("test-366-1904-training.csv.gz")
+
+    known = moodle.get("/evaluationlog", runid=result["runid"], **fields)
+    unknown = moodle.get("/evaluationlog", runid=0, **fields)
+
+    with zipfile.ZipFile(io.BytesIO(known.content)) as archive:
+        assert "iteration 1" in archive.read("info.log").decode()
+        assert json.loads(archive.read("result.json"))["runid"] == result["runid"]
+    assert unknown.status_code == 200
+    assert zipfile.ZipFile(io.BytesIO(unknown.content)).namelist() == ["info.log"]
+
+
+def test_evaluating_the_trained_model_scores_it_once(moodle, trained_366):
+    fields = form("test-366-1904-training.csv.gz")
+
+    result = evaluate(
+        moodle,
+        dirhash="e" * 32,
+        trainedmodeldirhash=fields["dirhash"],
+        minscore="0.7",
+        maxdeviation="0.05",
+        niterations="10",
+    )
+
+    assert result["status"] == 0, result
+    assert result["score_deviation"] == 0
+    assert 0.75 <= result["score"] <= 1
+
+
+# --- export, import, delete --------------------------------------------------------
+
+
+def test_export_then_import_predicts_exactly_the_same(moodle, trained_366):
+    fields = form("test-366-1904-training.csv.gz")
+    copy = {"uniqueid": f"imported-{uuid.uuid4().hex}", "dirhash": uuid.uuid4().hex}
+
+    exported = moodle.get("/export", **fields)
+    imported = moodle.post(
+        "/import", files={"importzip": ("import.zip", exported.content)}, **copy
+    )
+    original = moodle.send("/prediction", "test-366-252-prediction.csv")
+    again = moodle.send("/prediction", "test-366-252-prediction.csv", **copy)
+
+    assert exported.status_code == 200
+    assert exported.headers["content-type"] == "application/zip"
+    assert (imported.status_code, imported.text) == (200, "Ok")
+    assert again["predictions"] == original["predictions"]
+
+
+def test_exporting_an_untrained_model_is_503(moodle):
+    answer = moodle.get("/export", uniqueid=f"never-{uuid.uuid4().hex}", dirhash="d")
+
+    assert answer.status_code == 503
+
+
+def test_importing_a_zip_that_is_no_export_is_refused(moodle):
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as out:
+        out.writestr("model.json", json.dumps({"n_features": 2}))
+
+    answer = moodle.post(
+        "/import",
+        files={"importzip": ("import.zip", archive.getvalue())},
+        uniqueid="u",
+        dirhash="d",
+    )
+
+    assert answer.status_code == 400
+    assert "samples.csv" in answer.text
+
+
+def test_deletemodel_is_idempotent_and_forgets_the_model(moodle):
+    fields = {"uniqueid": f"deleted-{uuid.uuid4().hex}", "dirhash": uuid.uuid4().hex}
+    trained = moodle.send("/training", "double-train-train.csv.gz", **fields)
+
+    first = moodle.post("/deletemodel", uniqueid=fields["uniqueid"])
+    second = moodle.post("/deletemodel", uniqueid=fields["uniqueid"])
+    after = moodle.send("/prediction", "double-train-predict.csv.gz", **fields)
+
+    assert trained["status"] == 0
+    assert (first.status_code, first.text) == (200, "Ok")
+    assert (second.status_code, second.text) == (200, "Ok")
+    assert after["status"] == 2
+    assert moodle.get("/export", **fields).status_code == 503
+
+
+# --- pieces without the stack -------------------------------------------------------
+
+
+def test_user_entries_accept_plain_salted_sha256_and_pbkdf2_passwords():
+    salted = hashlib.sha256(("abc" + "pw2").encode()).hexdigest()
+    text = (
+        f"plain:pw1, salted:sha256:abc:{salted}@t0123456789ab,"
+        f"{hashed_entry('strong', 'pw3', 't0123456789ab')}"
+    )
+
+    users = parse_users(text, "default")
+
+    assert users["plain"].accepts("pw1") and not users["plain"].accepts("pw2")
+    assert users["salted"].accepts("pw2") and not users["salted"].accepts("pw1")
+    assert users["strong"].accepts("pw3") and not users["strong"].accepts("pw1")
+    assert users["plain"].tenant == "default"
+    assert users["salted"].tenant == users["strong"].tenant == "t0123456789ab"
+    assert parse_users("", "default") == {}
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("nopassword", "expected 'user:password'"),
+        ("a:b,a:c", "listed twice"),
+        ("a:b@../etc", "tenant must be a tenant id"),
+        ("a:md5x:salt:00", "hashed password reads"),
+    ],
+)
+def test_bad_user_entries_are_refused_with_the_entry_named(text, match):
+    with pytest.raises(UsersSettingError, match=match):
+        parse_users(text, "default")
+
+
+def test_model_names_keep_hex_ids_and_hash_the_others():
+    assert model_name("31db0e169fe00259c6ca", "68775ee1806d33c8") == (
+        "moodle-31db0e169fe0-68775ee1"
+    )
+    assert model_name("whatever050829900", "abc").startswith("moodle-")
+    assert len(model_name("whatever050829900", "abc")) == len("moodle-") + 12 + 1 + 8
+
+
+@pytest.mark.parametrize(
+    "data, match",
+    [
+        (b"", "empty"),
+        (b'targetclasses\n"[0,1]"\nf,t\n1,2\n', "does not list"),
+        (b'targetclasses\n"[0,1]"\nf,t\n1,0,3\n', "cannot be read"),
+        (b'targetclasses\n"[0,1]"\nf,t\nx,0\n', "cannot be read"),
+        (b'targetclasses\n"zero"\nf,t\n1,0\n', "JSON list"),
+        (b'nfeatures,targetclasses\n5,"[0,1]"\nf,t\n1,0\n', "nfeatures says 5"),
+        (b'targetclasses,targettype\n"[0,1]",linear\nf,t\n1,0\n', "no regression"),
+    ],
+)
+def test_unreadable_moodle_files_are_refused_with_the_reason(data, match):
+    with pytest.raises(InvalidInput, match=match):
+        read_labelled(data, max_rows=100, max_columns=100)
+
+
+def test_a_labelled_file_written_for_export_reads_back_to_the_same_samples():
+    original = read_labelled(read("test-366-1904-training.csv.gz"), 10_000, 1_000)
+
+    copy = read_labelled(
+        write_labelled(
+            original.names, original.target, original.X, original.y, original.classes
+        ),
+        10_000,
+        1_000,
+    )
+
+    assert copy.names == original.names
+    assert copy.X.equals(original.X)
+    assert (copy.y == original.y).all()
