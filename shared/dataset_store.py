@@ -26,8 +26,19 @@ DATASET_ID_HEX_CHARS = 32
 # Columns with at most this many distinct values keep their value counts in
 # the schema, so a job request can be checked without reading the table.
 MAX_COUNTED_VALUES = 50
-ID_COLUMN_NAMES = {"id", "student", "studentid", "student_id", "learner", "learner_id",
-                   "user", "userid", "user_id", "sampleid", "sample_id"}
+ID_COLUMN_NAMES = {
+    "id",
+    "student",
+    "studentid",
+    "student_id",
+    "learner",
+    "learner_id",
+    "user",
+    "userid",
+    "user_id",
+    "sampleid",
+    "sample_id",
+}
 
 
 class ColumnSchema(BaseModel):
@@ -61,7 +72,12 @@ class DatasetSchema(BaseModel):
             "id": self.id,
             "rows": self.rows,
             "columns": [
-                {"name": c.name, "type": c.type, "missing": c.missing, "distinct": c.distinct}
+                {
+                    "name": c.name,
+                    "type": c.type,
+                    "missing": c.missing,
+                    "distinct": c.distinct,
+                }
                 for c in self.columns
             ],
             "id_column": self.id_column,
@@ -74,8 +90,12 @@ class DatasetSchema(BaseModel):
 
 
 def content_id(data: bytes, options: dict[str, str | None]) -> str:
-    given = "&".join(f"{name}={value}" for name, value in sorted(options.items()) if value)
-    return sha256_hex(data + (b"\n#" + given.encode() if given else b""))[:DATASET_ID_HEX_CHARS]
+    given = "&".join(
+        f"{name}={value}" for name, value in sorted(options.items()) if value
+    )
+    return sha256_hex(data + (b"\n#" + given.encode() if given else b""))[
+        :DATASET_ID_HEX_CHARS
+    ]
 
 
 def choose_id_column(parsed: ParsedTable, requested: str | None) -> str | None:
@@ -119,8 +139,13 @@ class DatasetStore:
         )
         if id_column is not None:
             self._hide_id_values(schema, id_column)
-        self.storage.put_verified(keys.dataset_table(tenant, identity), to_stored_csv(frame))
-        self.storage.put_json(keys.dataset_schema(tenant, identity), schema.model_dump())
+            self._note_shared_ids(schema, id_column)
+        self.storage.put_verified(
+            keys.dataset_table(tenant, identity), to_stored_csv(frame)
+        )
+        self.storage.put_json(
+            keys.dataset_schema(tenant, identity), schema.model_dump()
+        )
         log.info("datasets: %s/%s stored, %d rows", tenant, identity, schema.rows)
         return schema
 
@@ -137,7 +162,9 @@ class DatasetStore:
     def load(self, tenant: str, identity: str) -> tuple[DatasetSchema, pd.DataFrame]:
         schema = self.schema(tenant, identity)
         data = self.storage.get_bytes(keys.dataset_table(tenant, identity))
-        columns = [ColumnInfo(c.name, c.type, c.missing, c.distinct) for c in schema.columns]
+        columns = [
+            ColumnInfo(c.name, c.type, c.missing, c.distinct) for c in schema.columns
+        ]
         return schema, read_stored_csv(data, columns)
 
     def erase_student(self, tenant: str, identity: str, student_id: str) -> int:
@@ -162,12 +189,20 @@ class DatasetStore:
                 values = frame[column.name].dropna().value_counts()
                 column.counts = {_value_text(v): int(n) for v, n in values.items()}
         schema.notes.append(f"{removed} rows of one student erased at {now_iso()}")
-        self.storage.put_verified(keys.dataset_table(tenant, identity), to_stored_csv(frame))
-        self.storage.put_json(keys.dataset_schema(tenant, identity), schema.model_dump())
-        log.info("datasets: %s/%s: %d rows of one student erased", tenant, identity, removed)
+        self.storage.put_verified(
+            keys.dataset_table(tenant, identity), to_stored_csv(frame)
+        )
+        self.storage.put_json(
+            keys.dataset_schema(tenant, identity), schema.model_dump()
+        )
+        log.info(
+            "datasets: %s/%s: %d rows of one student erased", tenant, identity, removed
+        )
         return removed
 
-    def _pseudonymise(self, tenant: str, frame: pd.DataFrame, column: str) -> pd.DataFrame:
+    def _pseudonymise(
+        self, tenant: str, frame: pd.DataFrame, column: str
+    ) -> pd.DataFrame:
         key = tenant_key(self.pseudonym_secret, tenant)
         frame = frame.copy()
         frame[column] = [
@@ -175,6 +210,16 @@ class DatasetStore:
             for value in frame[column]
         ]
         return frame
+
+    @staticmethod
+    def _note_shared_ids(schema: DatasetSchema, id_column: str) -> None:
+        column = schema.column(id_column)
+        if column is not None and column.distinct < schema.rows - column.missing:
+            schema.notes.append(
+                f"id column {id_column!r} has {column.distinct} distinct values in "
+                f"{schema.rows} rows: rows share ids, and erasing one id erases all "
+                "of its rows"
+            )
 
     @staticmethod
     def _hide_id_values(schema: DatasetSchema, id_column: str) -> None:

@@ -40,7 +40,9 @@ def hand_on(
     try:
         dispatch(connection, tenant, job_id, status, ttl_s)
     except (OperationalError, redis.RedisError) as error:
-        log.warning("job %s: next step not sent (%s); left to the reaper", job_id, error)
+        log.warning(
+            "job %s: next step not sent (%s); left to the reaper", job_id, error
+        )
 
 
 def mark(
@@ -50,7 +52,9 @@ def mark(
     try:
         connection.set(keys.job_dispatched(tenant, job_id), status.value, ex=ttl_s)
     except redis.RedisError as error:
-        log.warning("job %s: dispatch marker not set (%s); the reaper may resend", job_id, error)
+        log.warning(
+            "job %s: dispatch marker not set (%s); the reaper may resend", job_id, error
+        )
 
 
 def taken(connection: redis.Redis, tenant: str, job_id: str) -> None:
@@ -58,7 +62,9 @@ def taken(connection: redis.Redis, tenant: str, job_id: str) -> None:
     try:
         connection.delete(keys.job_dispatched(tenant, job_id))
     except redis.RedisError as error:
-        log.warning("job %s: dispatch marker kept (%s); it expires on its own", job_id, error)
+        log.warning(
+            "job %s: dispatch marker kept (%s); it expires on its own", job_id, error
+        )
 
 
 def in_flight(connection: redis.Redis, tenant: str, job_id: str) -> bool:

@@ -46,14 +46,17 @@ def run_step(
         retry_or_fail(task, clients, tenant, job_id, stage, error)
         return
     if not ready(record):
-        log.info("job %s: %s, nothing to do for %s", job_id, record.status.value, stage.value)
+        log.info(
+            "job %s: %s, nothing to do for %s", job_id, record.status.value, stage.value
+        )
         return
     lease = claim(clients, tenant, job_id, stage, holder_name(task))
     if lease is None:
         return
     try:
-        started = begin_step(clients, tenant, job_id, stage, lease.holder,
-                             task.request.retries > 0)
+        started = begin_step(
+            clients, tenant, job_id, stage, lease.holder, task.request.retries > 0
+        )
         if started is not None:
             time.sleep(clients.settings.step_delay_s)
             body(clients, started)
@@ -65,8 +68,12 @@ def run_step(
         fail(clients, tenant, job_id, error.message)
     except Exception as error:  # a worker must outlive any one job
         log.exception("job %s: unexpected failure during %s", job_id, stage.value)
-        fail(clients, tenant, job_id,
-             f"{stage.value} failed: {type(error).__name__}: {error}")
+        fail(
+            clients,
+            tenant,
+            job_id,
+            f"{stage.value} failed: {type(error).__name__}: {error}",
+        )
     finally:
         lease.release()
 
@@ -85,13 +92,22 @@ def claim(
     were the other worker to die, the reaper must not wait for a task that
     is no longer queued.
     """
-    lease = Lease(clients.connection, tenant, job_id, stage.value, holder,
-                  clients.settings.lease_ttl_s)
+    lease = Lease(
+        clients.connection,
+        tenant,
+        job_id,
+        stage.value,
+        holder,
+        clients.settings.lease_ttl_s,
+    )
     acquired = lease.acquire()
     taken(clients.connection, tenant, job_id)
     if not acquired:
-        log.info("job %s: another worker holds its %s; this delivery is a duplicate",
-                 job_id, stage.value)
+        log.info(
+            "job %s: another worker holds its %s; this delivery is a duplicate",
+            job_id,
+            stage.value,
+        )
         return None
     return lease
 
@@ -101,7 +117,11 @@ MAX_ATTEMPTS = 2
 
 
 def begin_step(
-    clients: Clients, tenant: str, job_id: str, stage: JobStatus, holder: str,
+    clients: Clients,
+    tenant: str,
+    job_id: str,
+    stage: JobStatus,
+    holder: str,
     retried: bool,
 ) -> JobRecord | None:
     """Record that ``holder`` starts ``stage`` of the job; None if it must not.
@@ -126,8 +146,10 @@ def begin_step(
             return
         if lost:
             job.attempts += 1
-            job.notes.append(f"attempt {job.attempts}: previous worker ({job.worker}) "
-                             f"lost during {stage.value}")
+            job.notes.append(
+                f"attempt {job.attempts}: previous worker ({job.worker}) "
+                f"lost during {stage.value}"
+            )
         job.started[stage.value] = job.started.get(stage.value, 0) + 1
         job.worker = holder
         job.workers[stage.value] = holder
@@ -139,12 +161,18 @@ def begin_step(
         clients.jobs.set_status(tenant, job_id, JobStatus.FAILED)
         log.warning("job %s: failed for good: %s", job_id, record.error)
         return None
-    log.info("job %s: %s, attempt %d, on %s", job_id, stage.value, record.attempts, holder)
+    log.info(
+        "job %s: %s, attempt %d, on %s", job_id, stage.value, record.attempts, holder
+    )
     return record
 
 
 def retry_or_fail(
-    task: Task, clients: Clients, tenant: str, job_id: str, stage: JobStatus,
+    task: Task,
+    clients: Clients,
+    tenant: str,
+    job_id: str,
+    stage: JobStatus,
     error: DependencyUnavailable,
 ) -> None:
     """Retry the step with exponential backoff, then fail the job with the reason.
@@ -156,8 +184,9 @@ def retry_or_fail(
     retries = task.request.retries
     if retries < settings.dependency_retries:
         delay = settings.dependency_backoff_s * 2**retries
-        log.warning("job %s: %s; retry %d in %.0f s", job_id, error.message, retries + 1,
-                    delay)
+        log.warning(
+            "job %s: %s; retry %d in %.0f s", job_id, error.message, retries + 1, delay
+        )
         mark(clients.connection, tenant, job_id, stage, settings.visibility_timeout_s)
         raise task.retry(countdown=delay, max_retries=settings.dependency_retries)
     taken(clients.connection, tenant, job_id)

@@ -52,8 +52,13 @@ class TuningBudget(BaseModel):
 
 
 # Group metrics a gap gate may read, per task.
-CLASSIFICATION_GAP_METRICS = ("recall", "false_negative_rate", "false_positive_rate",
-                              "selection_rate", "accuracy")
+CLASSIFICATION_GAP_METRICS = (
+    "recall",
+    "false_negative_rate",
+    "false_positive_rate",
+    "selection_rate",
+    "accuracy",
+)
 REGRESSION_GAP_METRICS = ("mae", "mean_error")
 
 
@@ -64,7 +69,8 @@ class Gates(BaseModel):
 
     must_beat_baseline: bool = True
     min_improvement: float = Field(
-        default=0.0, ge=0.0,
+        default=0.0,
+        ge=0.0,
         description="Primary-metric gain over the champion needed to promote.",
     )
     significant: bool = Field(
@@ -72,7 +78,8 @@ class Gates(BaseModel):
         description="Also require the bootstrap interval of the gain to exclude zero.",
     )
     max_group_gap: float | None = Field(
-        default=None, ge=0.0,
+        default=None,
+        ge=0.0,
         description="Largest allowed best-minus-worst gap of gap_metric between groups.",
     )
     gap_metric: str = Field(
@@ -179,7 +186,9 @@ class JobStore:
             change(record)
             key = keys.job_record(tenant, job_id)
             try:
-                self.storage.put_json(key, record.model_dump(mode="json"), if_match=etag)
+                self.storage.put_json(
+                    key, record.model_dump(mode="json"), if_match=etag
+                )
             except Conflict:
                 continue
             return record
@@ -187,7 +196,9 @@ class JobStore:
             f"job {job_id}: record changed {UPDATE_ATTEMPTS} times while being updated"
         )
 
-    def set_status(self, tenant: str, job_id: str, status: JobStatus, **fields: Any) -> JobRecord:
+    def set_status(
+        self, tenant: str, job_id: str, status: JobStatus, **fields: Any
+    ) -> JobRecord:
         def change(record: JobRecord) -> None:
             record.status = status
             record.timestamps[status.value] = now_iso()

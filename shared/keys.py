@@ -146,7 +146,10 @@ PRIORITY_STEPS = (0, 3, 6, 9)
 
 
 def queue_lists(queue: str) -> list[str]:
-    return [queue if step == 0 else f"{queue}{PRIORITY_SEPARATOR}{step}" for step in PRIORITY_STEPS]
+    return [
+        queue if step == 0 else f"{queue}{PRIORITY_SEPARATOR}{step}"
+        for step in PRIORITY_STEPS
+    ]
 
 
 def job_orphaned(tenant: str, job_id: str) -> str:

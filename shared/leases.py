@@ -40,7 +40,12 @@ return 0
 
 class Lease:
     def __init__(
-        self, connection: redis.Redis, tenant: str, job_id: str, step: str, holder: str,
+        self,
+        connection: redis.Redis,
+        tenant: str,
+        job_id: str,
+        step: str,
+        holder: str,
         ttl_s: int,
     ) -> None:
         self.connection = connection
@@ -53,7 +58,9 @@ class Lease:
     def acquire(self) -> bool:
         taken = self.connection.set(self.key, self.holder, nx=True, ex=self.ttl_s)
         if taken:
-            self._thread = threading.Thread(target=self._renew, name="lease", daemon=True)
+            self._thread = threading.Thread(
+                target=self._renew, name="lease", daemon=True
+            )
             self._thread.start()
         return bool(taken)
 
@@ -62,7 +69,9 @@ class Lease:
         try:
             self.connection.eval(_RELEASE, 1, self.key, self.holder)
         except redis.RedisError as error:
-            log.warning("lease %s: not released (%s); it expires on its own", self.key, error)
+            log.warning(
+                "lease %s: not released (%s); it expires on its own", self.key, error
+            )
 
     def _renew(self) -> None:
         while not self._stop.wait(self.ttl_s / RENEWALS_PER_TTL):

@@ -47,7 +47,9 @@ class ContextFilter(logging.Filter):
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         event: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(
+                timespec="milliseconds"
+            ),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -58,13 +60,15 @@ class JsonFormatter(logging.Formatter):
                 event[name] = value
         if record.exc_info:
             event["exception"] = self.formatException(record.exc_info)
-        return json.dumps(event, default=str)
+        return json.dumps(event, default=str, ensure_ascii=False)
 
 
 def configure_logging(level: str, form: str = "json") -> None:
     handler = logging.StreamHandler()
     handler.addFilter(ContextFilter())
-    handler.setFormatter(JsonFormatter() if form == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(
+        JsonFormatter() if form == "json" else logging.Formatter(TEXT_FORMAT)
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

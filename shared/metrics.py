@@ -29,38 +29,83 @@ log = logging.getLogger(__name__)
 
 METRIC_TTL_S = 7 * 24 * 3600
 DURATION_BUCKETS_S = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800)
-LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
+LATENCY_BUCKETS_S = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    10,
+)
 MEMORY_BUCKETS_BYTES = tuple(2**power * 1024 * 1024 for power in range(4, 14))
 
 # name -> (kind, help, label names, buckets)
 METRICS: dict[str, tuple[str, str, tuple[str, ...], tuple[float, ...]]] = {
     "eduml_jobs_finished_total": (
-        "counter", "Jobs that reached a final state.", ("status",), ()),
+        "counter",
+        "Jobs that reached a final state.",
+        ("status",),
+        (),
+    ),
     "eduml_job_step_seconds": (
-        "histogram", "Wall-clock seconds of a job step.", ("step",), DURATION_BUCKETS_S),
+        "histogram",
+        "Wall-clock seconds of a job step.",
+        ("step",),
+        DURATION_BUCKETS_S,
+    ),
     "eduml_job_step_cpu_seconds": (
-        "histogram", "CPU seconds used by a job step.", ("step",), DURATION_BUCKETS_S),
+        "histogram",
+        "CPU seconds used by a job step.",
+        ("step",),
+        DURATION_BUCKETS_S,
+    ),
     "eduml_job_step_peak_memory_bytes": (
-        "histogram", "Peak resident memory of the worker process during a job step.",
-        ("step",), MEMORY_BUCKETS_BYTES),
+        "histogram",
+        "Peak resident memory of the worker process during a job step.",
+        ("step",),
+        MEMORY_BUCKETS_BYTES,
+    ),
     "eduml_inference_seconds": (
-        "histogram", "Seconds a serving worker spent predicting one task.", (),
-        LATENCY_BUCKETS_S),
+        "histogram",
+        "Seconds a serving worker spent predicting one task.",
+        (),
+        LATENCY_BUCKETS_S,
+    ),
     "eduml_tasks_published_total": (
-        "counter", "Tasks sent to a queue.", ("queue",), ()),
+        "counter",
+        "Tasks sent to a queue.",
+        ("queue",),
+        (),
+    ),
     "eduml_tasks_done_total": (
-        "counter", "Tasks a worker finished, by queue and outcome.", ("queue", "outcome"), ()),
+        "counter",
+        "Tasks a worker finished, by queue and outcome.",
+        ("queue", "outcome"),
+        (),
+    ),
 }
 
 
-def inc(connection: redis.Redis, name: str, labels: dict[str, str], amount: float = 1) -> None:
+def inc(
+    connection: redis.Redis, name: str, labels: dict[str, str], amount: float = 1
+) -> None:
     _write(connection, name, [(_field(labels, ""), amount)])
 
 
-def observe(connection: redis.Redis, name: str, labels: dict[str, str], value: float) -> None:
+def observe(
+    connection: redis.Redis, name: str, labels: dict[str, str], value: float
+) -> None:
     buckets = METRICS[name][3]
     fields = [(_field(labels, "sum"), value), (_field(labels, "count"), 1)]
-    fields += [(_field(labels, f"le={bound}"), 1) for bound in buckets if value <= bound]
+    fields += [
+        (_field(labels, f"le={bound}"), 1) for bound in buckets if value <= bound
+    ]
     _write(connection, name, fields)
 
 
@@ -108,20 +153,28 @@ def _parsed(values: dict[str, float]) -> Iterator[tuple[dict[str, str], str, flo
         yield dict(labels), part, value
 
 
-def _counter(name: str, text: str, label_names: tuple[str, ...],
-             values: dict[str, float]) -> CounterMetricFamily:
+def _counter(
+    name: str, text: str, label_names: tuple[str, ...], values: dict[str, float]
+) -> CounterMetricFamily:
     family = CounterMetricFamily(name.removesuffix("_total"), text, labels=label_names)
     for labels, _, value in _parsed(values):
         family.add_metric([labels.get(n, "") for n in label_names], value)
     return family
 
 
-def _histogram(name: str, text: str, label_names: tuple[str, ...],
-               buckets: tuple[float, ...], values: dict[str, float]) -> HistogramMetricFamily:
+def _histogram(
+    name: str,
+    text: str,
+    label_names: tuple[str, ...],
+    buckets: tuple[float, ...],
+    values: dict[str, float],
+) -> HistogramMetricFamily:
     family = HistogramMetricFamily(name, text, labels=label_names)
     series: dict[tuple[str, ...], dict[str, float]] = {}
     for labels, part, value in _parsed(values):
-        series.setdefault(tuple(labels.get(n, "") for n in label_names), {})[part] = value
+        series.setdefault(tuple(labels.get(n, "") for n in label_names), {})[part] = (
+            value
+        )
     for label_values, parts in series.items():
         cumulative = [(str(bound), parts.get(f"le={bound}", 0.0)) for bound in buckets]
         cumulative.append(("+Inf", parts.get("count", 0.0)))
@@ -129,8 +182,12 @@ def _histogram(name: str, text: str, label_names: tuple[str, ...],
     return family
 
 
-def gauge(name: str, text: str, label_names: tuple[str, ...],
-          samples: Iterable[tuple[list[str], float]]) -> GaugeMetricFamily:
+def gauge(
+    name: str,
+    text: str,
+    label_names: tuple[str, ...],
+    samples: Iterable[tuple[list[str], float]],
+) -> GaugeMetricFamily:
     family = GaugeMetricFamily(name, text, labels=label_names)
     for label_values, value in samples:
         family.add_metric(label_values, value)

@@ -15,7 +15,9 @@ PSEUDONYM_HEX_CHARS = 20
 
 def tenant_key(secret: str, tenant: str) -> bytes:
     """The per-tenant key derived from the platform's pseudonym secret."""
-    return hmac.new(secret.encode(), f"tenant:{tenant}".encode(), hashlib.sha256).digest()
+    return hmac.new(
+        secret.encode(), f"tenant:{tenant}".encode(), hashlib.sha256
+    ).digest()
 
 
 def pseudonym(key: bytes, raw_id: str) -> str:

@@ -72,10 +72,14 @@ def unacked_counts(connection: redis.Redis) -> dict[str, int]:
     return counts
 
 
-def rate_per_min(connection: redis.Redis, direction: str, queue: str, now: float) -> int:
+def rate_per_min(
+    connection: redis.Redis, direction: str, queue: str, now: float
+) -> int:
     slot = int(now // RATE_SLOT_S)
-    names = [keys.queue_rate(direction, queue, slot - back)
-             for back in range(1, RATE_SLOTS_PER_MINUTE + 1)]
+    names = [
+        keys.queue_rate(direction, queue, slot - back)
+        for back in range(1, RATE_SLOTS_PER_MINUTE + 1)
+    ]
     return sum(int(value) for value in connection.mget(names) if value)
 
 
@@ -96,13 +100,19 @@ def live_workers(connection: redis.Redis) -> list[dict[str, Any]]:
             beat = json.loads(value)
             beat["last_heartbeat_s"] = round(now - beat["at"], 3)
             beat["alive"] = beat["last_heartbeat_s"] < HEARTBEAT_TTL_S
-            beat["active"] = sum(1 for _ in connection.scan_iter(
-                match=keys.running_tasks_pattern(beat["name"]), count=100))
+            beat["active"] = sum(
+                1
+                for _ in connection.scan_iter(
+                    match=keys.running_tasks_pattern(beat["name"]), count=100
+                )
+            )
             workers.append(beat)
     return sorted(workers, key=lambda beat: beat["name"])
 
 
-def queue_report(connection: redis.Redis, limits: Thresholds | None = None) -> dict[str, Any]:
+def queue_report(
+    connection: redis.Redis, limits: Thresholds | None = None
+) -> dict[str, Any]:
     limits = limits or Thresholds()
     now = time.time()
     workers = live_workers(connection)
@@ -131,7 +141,10 @@ def health(queue: dict[str, Any], limits: Thresholds) -> tuple[str, str]:
     if waiting and not queue["consumers"]:
         return CRITICAL, f"{waiting} jobs and no worker consuming"
     if age > limits.critical_age_s:
-        return CRITICAL, f"oldest message waits {age:.0f} s (> {limits.critical_age_s:g})"
+        return (
+            CRITICAL,
+            f"oldest message waits {age:.0f} s (> {limits.critical_age_s:g})",
+        )
     if age > limits.warning_age_s:
         return WARNING, f"oldest message waits {age:.0f} s (> {limits.warning_age_s:g})"
     if queue["depth"] > limits.warning_depth:

@@ -63,8 +63,9 @@ class Reaper:
         if in_flight(connection, tenant, job_id):
             connection.delete(keys.job_orphaned(tenant, job_id))
             return None
-        connection.set(keys.job_orphaned(tenant, job_id), time.time(), nx=True,
-                       ex=ORPHAN_MEMORY_S)
+        connection.set(
+            keys.job_orphaned(tenant, job_id), time.time(), nx=True, ex=ORPHAN_MEMORY_S
+        )
         since = float(connection.get(keys.job_orphaned(tenant, job_id)) or time.time())
         if time.time() - since < self.clients.settings.orphan_grace_s:
             return None
@@ -74,20 +75,32 @@ class Reaper:
     def revive(self, record: JobRecord) -> str:
         """Send the job's step again; the worker that takes it counts the attempt."""
         if record.status is JobStatus.QUEUED:
-            self._note(record, "re-queued: its message was lost before a worker took it")
+            self._note(
+                record, "re-queued: its message was lost before a worker took it"
+            )
         else:
-            self._note(record, f"re-sent: no worker held it during {record.status.value} "
-                               f"(last worker {record.worker})")
+            self._note(
+                record,
+                f"re-sent: no worker held it during {record.status.value} "
+                f"(last worker {record.worker})",
+            )
         self._send(record, record.status)
         log.warning("reaper: job %s re-sent (%s)", record.id, record.status.value)
         return f"re-sent ({record.status.value})"
 
     def _note(self, record: JobRecord, note: str) -> None:
-        self.clients.jobs.update(record.tenant, record.id, lambda job: job.notes.append(note))
+        self.clients.jobs.update(
+            record.tenant, record.id, lambda job: job.notes.append(note)
+        )
 
     def _send(self, record: JobRecord, status: JobStatus) -> None:
-        dispatch(self.clients.connection, record.tenant, record.id, status,
-                 self.clients.settings.visibility_timeout_s)
+        dispatch(
+            self.clients.connection,
+            record.tenant,
+            record.id,
+            status,
+            self.clients.settings.visibility_timeout_s,
+        )
 
     def _run(self) -> None:
         while not self._stop.wait(self.clients.settings.reaper_interval_s):
@@ -101,4 +114,6 @@ class Reaper:
     def _take_turn(self) -> bool:
         """One reaper sweeps per interval, whichever worker gets there first."""
         lock_s = max(1, int(self.clients.settings.reaper_interval_s) - 1)
-        return bool(self.clients.connection.set(keys.REAPER_LOCK, "1", nx=True, ex=lock_s))
+        return bool(
+            self.clients.connection.set(keys.REAPER_LOCK, "1", nx=True, ex=lock_s)
+        )

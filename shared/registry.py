@@ -100,7 +100,9 @@ class Registry:
             record.version = number
             key = keys.version_record(tenant, record.model, number)
             try:
-                self.storage.put_json(key, record.model_dump(mode="json"), if_none_match=True)
+                self.storage.put_json(
+                    key, record.model_dump(mode="json"), if_none_match=True
+                )
             except Conflict:
                 continue
             log.info("registry: %s/%s v%d registered", tenant, record.model, number)
@@ -117,7 +119,9 @@ class Registry:
 
     def get_version(self, tenant: str, model: str, version: int) -> VersionRecord:
         try:
-            value, _ = self.storage.get_json(keys.version_record(tenant, model, version))
+            value, _ = self.storage.get_json(
+                keys.version_record(tenant, model, version)
+            )
         except NotFound as error:
             raise NotFound(f"model {model!r} has no version {version}") from error
         return VersionRecord.model_validate(value)
@@ -151,7 +155,11 @@ class Registry:
         return self.get_version(tenant, model, version)
 
     def update_version(
-        self, tenant: str, model: str, version: int, change: Callable[[VersionRecord], None]
+        self,
+        tenant: str,
+        model: str,
+        version: int,
+        change: Callable[[VersionRecord], None],
     ) -> VersionRecord:
         """Apply ``change`` to a version's record with a conditional write."""
         key = keys.version_record(tenant, model, version)
@@ -160,7 +168,9 @@ class Registry:
             record = VersionRecord.model_validate(value)
             change(record)
             try:
-                self.storage.put_json(key, record.model_dump(mode="json"), if_match=etag)
+                self.storage.put_json(
+                    key, record.model_dump(mode="json"), if_match=etag
+                )
             except Conflict:
                 continue
             return record
@@ -177,14 +187,27 @@ class Registry:
 
     # --- audit ----------------------------------------------------------------
 
-    def audit(self, tenant: str, model: str, action: str, actor: str, reason: str,
-              **details: Any) -> dict[str, Any]:
+    def audit(
+        self,
+        tenant: str,
+        model: str,
+        action: str,
+        actor: str,
+        reason: str,
+        **details: Any,
+    ) -> dict[str, Any]:
         """Record who changed the model's champion, when and why; append-only."""
-        entry = {"action": action, "actor": actor, "reason": reason, "at": now_iso(),
-                 **details}
+        entry = {
+            "action": action,
+            "actor": actor,
+            "reason": reason,
+            "at": now_iso(),
+            **details,
+        }
         entry_id = new_job_id()
-        self.storage.put_json(keys.audit_entry(tenant, model, entry_id), entry,
-                              if_none_match=True)
+        self.storage.put_json(
+            keys.audit_entry(tenant, model, entry_id), entry, if_none_match=True
+        )
         log.info("registry: %s/%s %s by %s", tenant, model, action, actor)
         return entry
 
@@ -197,12 +220,20 @@ class Registry:
 
     # --- reports ------------------------------------------------------------
 
-    def save_report(self, tenant: str, model: str, version: int, report: dict[str, Any]) -> None:
-        self.storage.put_json(keys.version_report(tenant, model, version), finite(report))
+    def save_report(
+        self, tenant: str, model: str, version: int, report: dict[str, Any]
+    ) -> None:
+        self.storage.put_json(
+            keys.version_report(tenant, model, version), finite(report)
+        )
 
-    def get_report(self, tenant: str, model: str, version: int) -> dict[str, Any] | None:
+    def get_report(
+        self, tenant: str, model: str, version: int
+    ) -> dict[str, Any] | None:
         try:
-            value, _ = self.storage.get_json(keys.version_report(tenant, model, version))
+            value, _ = self.storage.get_json(
+                keys.version_report(tenant, model, version)
+            )
         except NotFound:
             return None
         return dict(value)
@@ -213,7 +244,13 @@ class Registry:
         return self._champion(tenant, model)[0]
 
     def promote(
-        self, tenant: str, model: str, version: int, *, expected: int | None, reason: str
+        self,
+        tenant: str,
+        model: str,
+        version: int,
+        *,
+        expected: int | None,
+        reason: str,
     ) -> Champion:
         """Make ``version`` the champion if the champion is still ``expected``."""
         current, etag = self._champion(tenant, model)
@@ -263,8 +300,11 @@ def cached_champion(
     except DependencyUnavailable:
         if (tenant, model) not in _LAST_KNOWN:
             raise
-        log.warning("registry: S3 unavailable; %s/%s served by its last known champion",
-                    tenant, model)
+        log.warning(
+            "registry: S3 unavailable; %s/%s served by its last known champion",
+            tenant,
+            model,
+        )
         return _LAST_KNOWN[(tenant, model)]
     if champion is not None:
         _LAST_KNOWN[(tenant, model)] = champion
@@ -272,7 +312,9 @@ def cached_champion(
         try:
             connection.set(key, champion.model_dump_json(), ex=CHAMPION_CACHE_TTL_S)
         except redis.RedisError:
-            log.warning("registry: could not cache the champion of %s/%s", tenant, model)
+            log.warning(
+                "registry: could not cache the champion of %s/%s", tenant, model
+            )
     return champion
 
 
@@ -297,7 +339,9 @@ def _mark_deleted(record: VersionRecord) -> None:
 _LAST_KNOWN: dict[tuple[str, str], Champion] = {}
 
 
-def announce_champion(connection: redis.Redis, tenant: str, model: str, version: int) -> None:
+def announce_champion(
+    connection: redis.Redis, tenant: str, model: str, version: int
+) -> None:
     """Drop the cached pointer so the next reader sees the new champion, and
     record the version for the champion gauge of ``/metrics``."""
     try:
@@ -307,4 +351,6 @@ def announce_champion(connection: redis.Redis, tenant: str, model: str, version:
         pipe.expire(keys.CHAMPIONS_METRIC, CHAMPION_GAUGE_TTL_S)
         pipe.execute()
     except redis.RedisError:
-        log.warning("registry: cached champion of %s/%s expires on its own", tenant, model)
+        log.warning(
+            "registry: cached champion of %s/%s expires on its own", tenant, model
+        )

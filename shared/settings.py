@@ -139,7 +139,9 @@ class Settings(BaseSettings):
     )
 
     log_level: str = "INFO"
-    log_format: str = Field(default="json", description="'json' (one object a line) or 'text'.")
+    log_format: str = Field(
+        default="json", description="'json' (one object a line) or 'text'."
+    )
 
 
 @lru_cache(maxsize=1)

@@ -61,7 +61,9 @@ def make_s3_client(settings: Settings) -> Any:
 class Storage:
     """Objects of one bucket under one key prefix."""
 
-    def __init__(self, s3: Any, bucket: str, prefix: str = "", endpoint: str = "") -> None:
+    def __init__(
+        self, s3: Any, bucket: str, prefix: str = "", endpoint: str = ""
+    ) -> None:
         self.s3 = s3
         self.bucket = bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
@@ -219,7 +221,10 @@ class Storage:
         return folders
 
     def _pages(self, prefix: str, delimiter: str | None) -> Iterator[dict[str, Any]]:
-        arguments: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self.prefix + prefix}
+        arguments: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Prefix": self.prefix + prefix,
+        }
         if delimiter:
             arguments["Delimiter"] = delimiter
         try:

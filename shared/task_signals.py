@@ -35,8 +35,12 @@ def connect() -> None:
     _connected = True
 
 
-def _published(sender: str | None = None, headers: dict[str, Any] | None = None,
-               routing_key: str | None = None, **_: Any) -> None:
+def _published(
+    sender: str | None = None,
+    headers: dict[str, Any] | None = None,
+    routing_key: str | None = None,
+    **_: Any,
+) -> None:
     if headers is not None:
         headers["sent_at"] = time.time()
     queue = routing_key or TASK_QUEUES.get(sender or "", "")
@@ -55,14 +59,16 @@ def _started(task_id: str | None = None, task: Any = None, **_: Any) -> None:
     if not worker or not task_id:
         return
     try:
-        get_clients().connection.set(keys.running_task(worker, task_id), task.name,
-                                     ex=RUNNING_TTL_S)
+        get_clients().connection.set(
+            keys.running_task(worker, task_id), task.name, ex=RUNNING_TTL_S
+        )
     except redis.RedisError as error:
         log.warning("worker %s: running task not recorded: %s", worker, error)
 
 
-def _finished(task_id: str | None = None, task: Any = None, state: str | None = None,
-              **_: Any) -> None:
+def _finished(
+    task_id: str | None = None, task: Any = None, state: str | None = None, **_: Any
+) -> None:
     if task is None or not task_id:
         return
     queue = TASK_QUEUES.get(task.name, "")
@@ -76,4 +82,6 @@ def _finished(task_id: str | None = None, task: Any = None, state: str | None = 
     except redis.RedisError as error:
         log.warning("queue %s: departure not counted: %s", queue, error)
     outcome = "failure" if state == "FAILURE" else "success"
-    metrics.inc(connection, "eduml_tasks_done_total", {"queue": queue, "outcome": outcome})
+    metrics.inc(
+        connection, "eduml_tasks_done_total", {"queue": queue, "outcome": outcome}
+    )

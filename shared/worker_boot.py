@@ -8,11 +8,11 @@ from typing import Any
 from celery import Celery
 from celery.signals import setup_logging, worker_ready, worker_shutdown
 
+from shared import task_signals
 from shared.clients import get_clients
 from shared.logs import configure_logging
 from shared.queues import Heartbeat
 from shared.reaper import Reaper
-from shared import task_signals
 
 log = logging.getLogger(__name__)
 

@@ -61,7 +61,9 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     endpoint = f"http://127.0.0.1:{ports.s3}"
     settings = Settings(s3_endpoint_url=endpoint, s3_bucket="eduml-test")
     data_dir = tmp_path_factory.mktemp("seaweedfs")
-    process = stack.start_seaweed(data_dir, ports, settings, ARTIFACTS / "logs" / "seaweedfs.log")
+    process = stack.start_seaweed(
+        data_dir, ports, settings, ARTIFACTS / "logs" / "seaweedfs.log"
+    )
     yield endpoint
     stack.stop(process)
 
@@ -114,7 +116,9 @@ def gateway_url(settings: Settings) -> Iterator[str]:
     logs = ARTIFACTS / "logs"
     port = free_port()
     processes = [
-        stack.start_worker(queue, logs / f"worker-{queue}.log", env, name=f"test-{queue}")
+        stack.start_worker(
+            queue, logs / f"worker-{queue}.log", env, name=f"test-{queue}"
+        )
         for queue in stack.WORKERS
     ]
     processes.append(stack.start_gateway("127.0.0.1", port, logs / "gateway.log", env))

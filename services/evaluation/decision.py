@@ -60,7 +60,9 @@ def decide(
 ) -> Decision:
     value = metrics.get(metric)
     if value is None:
-        return Decision(False, [f"{metric} is undefined on the held-out rows"], champion)
+        return Decision(
+            False, [f"{metric} is undefined on the held-out rows"], champion
+        )
     failed: list[str] = []
     passed: list[str] = []
     for check in (_champion_gate, _baseline_gate, _group_gate):
@@ -73,7 +75,11 @@ def decide(
 
 
 def _baseline_gate(
-    metric: str, value: float, baseline: Metrics, champion: Comparison, gates: Gates,
+    metric: str,
+    value: float,
+    baseline: Metrics,
+    champion: Comparison,
+    gates: Gates,
     gaps: dict[str, dict[str, float | None]],
 ) -> tuple[bool, str] | None:
     floor = baseline.get(metric)
@@ -81,34 +87,53 @@ def _baseline_gate(
         return None
     if better(metric, value, floor):
         return True, f"{metric} {value:.4f} beats the trivial baseline's {floor:.4f}"
-    return False, f"{metric} {value:.4f} does not beat the trivial baseline's {floor:.4f}"
+    return (
+        False,
+        f"{metric} {value:.4f} does not beat the trivial baseline's {floor:.4f}",
+    )
 
 
 def _champion_gate(
-    metric: str, value: float, baseline: Metrics, champion: Comparison, gates: Gates,
+    metric: str,
+    value: float,
+    baseline: Metrics,
+    champion: Comparison,
+    gates: Gates,
     gaps: dict[str, dict[str, float | None]],
 ) -> tuple[bool, str] | None:
     if champion.version is None:
         return True, f"first version of the model ({metric} {value:.4f})"
     held = None if champion.metrics is None else champion.metrics.get(metric)
     if held is None:
-        return True, f"{champion.note or 'the champion has no score here'}; candidate " \
-                     f"{metric} {value:.4f}"
+        return (
+            True,
+            f"{champion.note or 'the champion has no score here'}; candidate "
+            f"{metric} {value:.4f}",
+        )
     gain = value - held if better(metric, 1.0, 0.0) else held - value
     name = f"champion v{champion.version}'s {held:.4f}"
     if gain <= gates.min_improvement or not better(metric, value, held):
-        needed = f" (needs a gain above {gates.min_improvement:g})" \
-            if gates.min_improvement else ""
+        needed = (
+            f" (needs a gain above {gates.min_improvement:g})"
+            if gates.min_improvement
+            else ""
+        )
         return False, f"{metric} {value:.4f} does not beat {name}{needed}"
     if gates.significant and not _gain_is_clear(champion.gain_interval):
         low = (champion.gain_interval or {}).get("low")
-        return False, (f"{metric} gain {gain:.4f} over {name} is within noise: its 95% "
-                       f"interval starts at {_fmt(low)}")
+        return False, (
+            f"{metric} gain {gain:.4f} over {name} is within noise: its 95% "
+            f"interval starts at {_fmt(low)}"
+        )
     return True, f"{metric} {value:.4f} beats {name} by {gain:.4f}"
 
 
 def _group_gate(
-    metric: str, value: float, baseline: Metrics, champion: Comparison, gates: Gates,
+    metric: str,
+    value: float,
+    baseline: Metrics,
+    champion: Comparison,
+    gates: Gates,
     gaps: dict[str, dict[str, float | None]],
 ) -> tuple[bool, str] | None:
     if gates.max_group_gap is None or not gaps:
@@ -121,11 +146,20 @@ def _group_gate(
         before = (champion.gaps or {}).get(column, {}).get(measure)
         if before is not None and before > limit and gap <= before:
             continue
-        was = f" (champion v{champion.version}: {before:.4f})" if before is not None else ""
-        return False, (f"{measure} gap between groups of {column} is {gap:.4f}, past the "
-                       f"limit of {limit:g}{was}")
+        was = (
+            f" (champion v{champion.version}: {before:.4f})"
+            if before is not None
+            else ""
+        )
+        return False, (
+            f"{measure} gap between groups of {column} is {gap:.4f}, past the "
+            f"limit of {limit:g}{was}"
+        )
     widest = max((g.get(measure) or 0.0 for g in gaps.values()), default=0.0)
-    return True, f"largest {measure} gap between groups is {widest:.4f} (limit {limit:g})"
+    return (
+        True,
+        f"largest {measure} gap between groups is {widest:.4f} (limit {limit:g})",
+    )
 
 
 def _gain_is_clear(interval: dict[str, Any] | None) -> bool:

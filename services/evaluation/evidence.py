@@ -54,7 +54,9 @@ def metrics_of(version: VersionRecord, y: np.ndarray, out: Outputs) -> Metrics:
     return classification_metrics(y, out.predicted, out.proba, version.classes or [])
 
 
-def score_fn(metric: str, version: VersionRecord, y: np.ndarray, out: Outputs) -> ScoreFn:
+def score_fn(
+    metric: str, version: VersionRecord, y: np.ndarray, out: Outputs
+) -> ScoreFn:
     """The primary metric on a subset of row positions, None where undefined."""
 
     def score(rows: np.ndarray) -> float | None:
@@ -90,17 +92,31 @@ def classifier_extras(
 
 
 def groups_of(
-    request: JobRequest, version: VersionRecord, X: pd.DataFrame, y: np.ndarray, out: Outputs
+    request: JobRequest,
+    version: VersionRecord,
+    X: pd.DataFrame,
+    y: np.ndarray,
+    out: Outputs,
 ) -> dict[str, Any]:
     if not request.group_columns:
         return {"table": {}, "gaps": {}}
-    positive = version.classes[1] if version.classes and len(version.classes) == 2 else None
-    table = fairness.group_table(
-        X[request.group_columns].reset_index(drop=True), y, out.predicted,
-        out.positive_proba, version.task, positive, request.min_group_size,
+    positive = (
+        version.classes[1] if version.classes and len(version.classes) == 2 else None
     )
-    metrics = (fairness.CLASSIFICATION_GAP_METRICS if version.task == CLASSIFICATION
-               else fairness.REGRESSION_GAP_METRICS)
+    table = fairness.group_table(
+        X[request.group_columns].reset_index(drop=True),
+        y,
+        out.predicted,
+        out.positive_proba,
+        version.task,
+        positive,
+        request.min_group_size,
+    )
+    metrics = (
+        fairness.CLASSIFICATION_GAP_METRICS
+        if version.task == CLASSIFICATION
+        else fairness.REGRESSION_GAP_METRICS
+    )
     return {"table": table, "gaps": fairness.gaps(table, metrics)}
 
 
@@ -116,12 +132,24 @@ def importance(
     scoring = metric if metric in ("roc_auc", "r2") else "balanced_accuracy"
     try:
         result = permutation_importance(
-            pipeline, X[names].iloc[rows], y[rows], scoring=scoring,
-            n_repeats=IMPORTANCE_REPEATS, random_state=version.seed,
+            pipeline,
+            X[names].iloc[rows],
+            y[rows],
+            scoring=scoring,
+            n_repeats=IMPORTANCE_REPEATS,
+            random_state=version.seed,
         )
     except ValueError:
         return []
-    ranked = sorted(zip(names, result.importances_mean, result.importances_std, strict=True),
-                    key=lambda item: -item[1])
-    return [{"feature": name, "importance": round(float(mean), 6),
-             "std": round(float(std), 6)} for name, mean, std in ranked]
+    ranked = sorted(
+        zip(names, result.importances_mean, result.importances_std, strict=True),
+        key=lambda item: -item[1],
+    )
+    return [
+        {
+            "feature": name,
+            "importance": round(float(mean), 6),
+            "std": round(float(std), 6),
+        }
+        for name, mean, std in ranked
+    ]

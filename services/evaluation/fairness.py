@@ -21,7 +21,12 @@ from shared.jobs import CLASSIFICATION_GAP_METRICS, REGRESSION_GAP_METRICS
 GroupTable = dict[str, dict[str, dict[str, Any]]]
 
 
-__all__ = ["CLASSIFICATION_GAP_METRICS", "REGRESSION_GAP_METRICS", "gaps", "group_table"]
+__all__ = [
+    "CLASSIFICATION_GAP_METRICS",
+    "REGRESSION_GAP_METRICS",
+    "gaps",
+    "group_table",
+]
 MISSING_VALUE = "(missing)"
 
 
@@ -38,8 +43,9 @@ def group_table(
     labels = {name: _labels(groups[name]) for name in groups.columns}
     table: GroupTable = {}
     for name, values in labels.items():
-        table[name] = _score_groups(values, y_true, y_pred, positive_proba, task, positive,
-                                    min_size)
+        table[name] = _score_groups(
+            values, y_true, y_pred, positive_proba, task, positive, min_size
+        )
     for first, second in combinations(groups.columns, 2):
         pairs = labels[first] + "+" + labels[second]
         table[f"{first}+{second}"] = _score_groups(
@@ -48,14 +54,19 @@ def group_table(
     return table
 
 
-def gaps(table: GroupTable, metrics: tuple[str, ...]) -> dict[str, dict[str, float | None]]:
+def gaps(
+    table: GroupTable, metrics: tuple[str, ...]
+) -> dict[str, dict[str, float | None]]:
     """Per group column (and pair), the best-minus-worst gap of each metric."""
     result: dict[str, dict[str, float | None]] = {}
     for column, values in table.items():
         result[column] = {}
         for metric in metrics:
-            scores = [v[metric] for v in values.values()
-                      if not v.get("too_small") and v.get(metric) is not None]
+            scores = [
+                v[metric]
+                for v in values.values()
+                if not v.get("too_small") and v.get(metric) is not None
+            ]
             result[column][metric] = (
                 round(max(scores) - min(scores), 6) if len(scores) >= 2 else None
             )

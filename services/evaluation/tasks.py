@@ -51,8 +51,15 @@ def evaluate(task: Task, tenant: str, job_id: str) -> None:
 
 
 def evaluate_job(task: Task, tenant: str, job_id: str) -> None:
-    run_step(task, tenant, job_id, JobStatus.EVALUATING, ready_to_evaluate, run_evaluation,
-             settings.evaluation_time_limit_s)
+    run_step(
+        task,
+        tenant,
+        job_id,
+        JobStatus.EVALUATING,
+        ready_to_evaluate,
+        run_evaluation,
+        settings.evaluation_time_limit_s,
+    )
 
 
 def ready_to_evaluate(record: JobRecord) -> bool:
@@ -99,10 +106,17 @@ def evaluate_version(
     status = JobStatus.DEPLOYED if decision.promoted else JobStatus.REJECTED
     spent = cost.summary()
     costs.report(clients.connection, "evaluation", spent)
-    clients.jobs.set_status(tenant, record.id, status, metrics=judged.metrics,
-                            decision=decision.public(judged.metric),
-                            costs={**record.costs, "evaluation": spent})
-    metrics.inc(clients.connection, "eduml_jobs_finished_total", {"status": status.value})
+    clients.jobs.set_status(
+        tenant,
+        record.id,
+        status,
+        metrics=judged.metrics,
+        decision=decision.public(judged.metric),
+        costs={**record.costs, "evaluation": spent},
+    )
+    metrics.inc(
+        clients.connection, "eduml_jobs_finished_total", {"status": status.value}
+    )
     log.info("evaluation job %s: %s v%d %s", record.id, model, number, status.value)
 
 
@@ -110,7 +124,9 @@ def judge(
     clients: Clients, record: JobRecord, candidate: VersionRecord, held_out: HeldOut
 ) -> Judged:
     pipeline = artifacts.load(clients.storage, candidate)
-    metric = primary_metric(candidate.task, len(candidate.classes or []), candidate.has_proba)
+    metric = primary_metric(
+        candidate.task, len(candidate.classes or []), candidate.has_proba
+    )
     out = evidence.outputs(pipeline, candidate, held_out.X)
     return Judged(
         version=candidate,
@@ -118,9 +134,12 @@ def judge(
         metric=metric,
         out=out,
         metrics=evidence.metrics_of(candidate, held_out.y, out),
-        baseline=baseline_metrics(candidate.task, held_out.y_train, held_out.y,
-                                  candidate.classes or []),
-        groups=evidence.groups_of(record.request, candidate, held_out.X, held_out.y, out),
+        baseline=baseline_metrics(
+            candidate.task, held_out.y_train, held_out.y, candidate.classes or []
+        ),
+        groups=evidence.groups_of(
+            record.request, candidate, held_out.X, held_out.y, out
+        ),
     )
 
 
@@ -152,30 +171,55 @@ def decide_and_promote(
         champion = clients.registry.champion(tenant, model)
         expected = champion.version if champion else None
         comparison = compare(clients, record, judged, expected, held_out)
-        decision = decide(judged.metric, judged.metrics, judged.baseline, comparison,
-                          record.request.gates, gaps)
+        decision = decide(
+            judged.metric,
+            judged.metrics,
+            judged.baseline,
+            comparison,
+            record.request.gates,
+            gaps,
+        )
         if not decision.promoted:
             return decision
         try:
-            clients.registry.promote(tenant, model, candidate.version, expected=expected,
-                                     reason=decision.reasons[0])
+            clients.registry.promote(
+                tenant,
+                model,
+                candidate.version,
+                expected=expected,
+                reason=decision.reasons[0],
+            )
         except Conflict as error:
-            log.info("evaluation of %s v%d: %s", model, candidate.version, error.message)
+            log.info(
+                "evaluation of %s v%d: %s", model, candidate.version, error.message
+            )
             continue
         announce_champion(clients.connection, tenant, model, candidate.version)
-        clients.registry.audit(tenant, model, "promote", "evaluation service",
-                               decision.reasons[0], version=candidate.version,
-                               previous=expected, job_id=record.id)
+        clients.registry.audit(
+            tenant,
+            model,
+            "promote",
+            "evaluation service",
+            decision.reasons[0],
+            version=candidate.version,
+            previous=expected,
+            job_id=record.id,
+        )
         return decision
     return Decision(
         promoted=False,
-        reasons=[f"the champion kept changing during {PROMOTION_ATTEMPTS} promotion attempts"],
+        reasons=[
+            f"the champion kept changing during {PROMOTION_ATTEMPTS} promotion attempts"
+        ],
         champion=Comparison(version=None),
     )
 
 
 def compare(
-    clients: Clients, record: JobRecord, judged: Judged, number: int | None,
+    clients: Clients,
+    record: JobRecord,
+    judged: Judged,
+    number: int | None,
     held_out: HeldOut,
 ) -> Comparison:
     """The champion scored on the candidate's held-out rows, where it can be."""
@@ -183,24 +227,37 @@ def compare(
     if number is None or number == candidate.version:
         return Comparison(version=number)
     try:
-        champion = clients.registry.get_version(candidate.tenant, candidate.model, number)
-        missing = [f.name for f in champion.features if f.name not in held_out.X.columns]
+        champion = clients.registry.get_version(
+            candidate.tenant, candidate.model, number
+        )
+        missing = [
+            f.name for f in champion.features if f.name not in held_out.X.columns
+        ]
         if missing:
-            return Comparison(number, note=f"champion v{number} needs columns {missing!r} "
-                                           "this dataset lacks")
+            return Comparison(
+                number,
+                note=f"champion v{number} needs columns {missing!r} this dataset lacks",
+            )
         pipeline = artifacts.load(clients.storage, champion)
     except PlatformError as error:
-        return Comparison(number, note=f"champion v{number} could not be scored: "
-                                       f"{error.message}")
+        return Comparison(
+            number, note=f"champion v{number} could not be scored: {error.message}"
+        )
     out = evidence.outputs(pipeline, champion, held_out.X)
     gain = uncertainty.paired_difference(
         evidence.score_fn(judged.metric, candidate, held_out.y, judged.out),
         evidence.score_fn(judged.metric, champion, held_out.y, out),
-        len(held_out.y), settings.bootstrap_resamples, candidate.seed,
+        len(held_out.y),
+        settings.bootstrap_resamples,
+        candidate.seed,
     )
     groups = evidence.groups_of(record.request, champion, held_out.X, held_out.y, out)
-    return Comparison(number, metrics=evidence.metrics_of(champion, held_out.y, out),
-                      gain_interval=gain, gaps=groups["gaps"])
+    return Comparison(
+        number,
+        metrics=evidence.metrics_of(champion, held_out.y, out),
+        gain_interval=gain,
+        gaps=groups["gaps"],
+    )
 
 
 def build_report(
@@ -208,7 +265,9 @@ def build_report(
 ) -> dict[str, Any]:
     version, request = judged.version, record.request
     score = evidence.score_fn(judged.metric, version, held_out.y, judged.out)
-    extras = evidence.classifier_extras(version, held_out.y, judged.out, request.capacity)
+    extras = evidence.classifier_extras(
+        version, held_out.y, judged.out, request.capacity
+    )
     return {
         "model": version.model,
         "version": version.version,
@@ -216,8 +275,11 @@ def build_report(
         "task": version.task,
         "primary_metric": judged.metric,
         "metrics": judged.metrics,
-        "intervals": {judged.metric: evidence.interval(
-            score, len(held_out.y), settings.bootstrap_resamples, version.seed)},
+        "intervals": {
+            judged.metric: evidence.interval(
+                score, len(held_out.y), settings.bootstrap_resamples, version.seed
+            )
+        },
         "baseline": judged.baseline,
         "calibration": extras["calibration"],
         "capacity": extras["capacity"],
@@ -225,16 +287,22 @@ def build_report(
         "group_gaps": judged.groups["gaps"],
         "group_columns": request.group_columns,
         "min_group_size": request.min_group_size,
-        "importance": evidence.importance(judged.pipeline, version, held_out.X,
-                                          held_out.y, judged.metric),
+        "importance": evidence.importance(
+            judged.pipeline, version, held_out.X, held_out.y, judged.metric
+        ),
         "gates": request.gates.model_dump(),
         "decision": decision.public(judged.metric),
         "validation": {
-            "scheme": "held-out split" + (f" by groups of {version.group_split_column!r}"
-                                          if version.group_split_column else ""),
+            "scheme": "held-out split"
+            + (
+                f" by groups of {version.group_split_column!r}"
+                if version.group_split_column
+                else ""
+            ),
             "test_fraction": settings.test_fraction,
             "seed": version.seed,
-            "stratified": version.task == CLASSIFICATION and not version.group_split_column,
+            "stratified": version.task == CLASSIFICATION
+            and not version.group_split_column,
             "rows": version.rows,
         },
         "selection": version.selection,

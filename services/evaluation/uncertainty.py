@@ -25,11 +25,20 @@ def bootstrap_interval(
     """A percentile interval of ``score`` over resampled row positions."""
     values = _resampled(score, n_rows, resamples, seed)
     if len(values) < resamples // 2:
-        return {"low": None, "high": None, "level": CONFIDENCE, "resamples": len(values)}
+        return {
+            "low": None,
+            "high": None,
+            "level": CONFIDENCE,
+            "resamples": len(values),
+        }
     tail = (1 - CONFIDENCE) / 2
     low, high = np.quantile(values, [tail, 1 - tail])
-    return {"low": _round(low), "high": _round(high), "level": CONFIDENCE,
-            "resamples": len(values)}
+    return {
+        "low": _round(low),
+        "high": _round(high),
+        "level": CONFIDENCE,
+        "resamples": len(values),
+    }
 
 
 def paired_difference(
@@ -63,12 +72,16 @@ def calibration(y_positive: np.ndarray, proba: np.ndarray) -> dict[str, Any]:
     )
     return {
         "brier": _round(brier_score_loss(y_positive, proba)),
-        "curve": [{"predicted": _round(p), "observed": _round(o)}
-                  for p, o in zip(predicted, observed, strict=True)],
+        "curve": [
+            {"predicted": _round(p), "observed": _round(o)}
+            for p, o in zip(predicted, observed, strict=True)
+        ],
     }
 
 
-def at_capacity(y_positive: np.ndarray, proba: np.ndarray, share: float) -> dict[str, Any]:
+def at_capacity(
+    y_positive: np.ndarray, proba: np.ndarray, share: float
+) -> dict[str, Any]:
     """Precision and recall when the ``share`` of students most at risk are flagged."""
     flagged = max(1, int(round(share * len(proba))))
     order = np.argsort(-proba, kind="stable")[:flagged]

@@ -1,4 +1,7 @@
-"""Entry point of the evaluation worker: `celery -A services.evaluation.worker worker -Q evaluation`."""
+"""Entry point of the evaluation worker.
+
+    celery -A services.evaluation.worker worker -Q evaluation
+"""
 
 from services.evaluation import moodle, tasks  # noqa: F401  (register the tasks)
 from shared.celery_app import EVALUATION_QUEUE, app

@@ -90,10 +90,15 @@ def add_error_handlers(api: FastAPI) -> None:
         return response
 
     @api.exception_handler(RequestValidationError)
-    async def invalid_request(_: Request, error: RequestValidationError) -> SafeJSONResponse:
+    async def invalid_request(
+        _: Request, error: RequestValidationError
+    ) -> SafeJSONResponse:
         problems = [
-            {"where": ".".join(str(part) for part in item["loc"]), "problem": item["msg"],
-             "received": item.get("input")}
+            {
+                "where": ".".join(str(part) for part in item["loc"]),
+                "problem": item["msg"],
+                "received": item.get("input"),
+            }
             for item in error.errors()
         ]
         first = problems[0] if problems else {"where": "body", "problem": "invalid"}

@@ -152,7 +152,9 @@ class Batcher:
             log.warning(
                 "gateway: batch of %d requests for %s v%d failed (%s); "
                 "retrying each alone",
-                len(batch.requests), batch.record.model, batch.record.version,
+                len(batch.requests),
+                batch.record.model,
+                batch.record.version,
                 error.code,
             )
             return list(

@@ -39,8 +39,11 @@ def card(
 ) -> dict[str, Any]:
     """The card as a JSON document; ``markdown`` renders the same content."""
     report = report or {}
-    excluded = [name for name in (dataset.names if dataset else [])
-                if name not in {f.name for f in record.features} and name != record.target]
+    excluded = [
+        name
+        for name in (dataset.names if dataset else [])
+        if name not in {f.name for f in record.features} and name != record.target
+    ]
     return {
         "model": record.model,
         "version": record.version,
@@ -79,8 +82,11 @@ def card(
 def markdown(document: dict[str, Any]) -> str:
     lines = [f"# Model card: {document['model']} v{document['version']}", ""]
     status = "serves predictions (champion)" if document["champion"] else "not serving"
-    lines += [f"Status: {status}. Created {document['created_at']} with "
-              f"`{document['algorithm']}`, seed {document['seed']}.", ""]
+    lines += [
+        f"Status: {status}. Created {document['created_at']} with "
+        f"`{document['algorithm']}`, seed {document['seed']}.",
+        "",
+    ]
     lines += ["## Intended use", "", document["intended_use"], ""]
     lines += _data_section(document)
     lines += _metrics_section(document)
@@ -94,18 +100,25 @@ def markdown(document: dict[str, Any]) -> str:
 def _data_section(document: dict[str, Any]) -> list[str]:
     data = document["data"]
     features = ", ".join(f"`{f['name']}` ({f['type']})" for f in document["features"])
-    excluded = ", ".join(f"`{name}`" for name in document["excluded_attributes"]) or "none"
+    excluded = (
+        ", ".join(f"`{name}`" for name in document["excluded_attributes"]) or "none"
+    )
     return [
-        "## Data", "",
+        "## Data",
+        "",
         f"- Dataset `{data['dataset_id']}` (content hash), {data['rows']} rows, uploaded "
         f"{data['uploaded_at']}; {data['train_rows']} rows to train, {data['test_rows']} "
         "held out to test.",
         f"- Target: `{data['target']}`.",
-        f"- Student ids: {'pseudonymised (`' + data['id_column_pseudonymised'] + '`)' if data['id_column_pseudonymised'] else 'none in the data'}.",  # noqa: E501
+        f"- Student ids: {_ids_line(data['id_column_pseudonymised'])}.",
         f"- Features: {features}.",
         f"- Columns not used as features: {excluded}.",
         "",
     ]
+
+
+def _ids_line(id_column: str | None) -> str:
+    return f"pseudonymised (`{id_column}`)" if id_column else "none in the data"
 
 
 def _metrics_section(document: dict[str, Any]) -> list[str]:
@@ -114,17 +127,26 @@ def _metrics_section(document: dict[str, Any]) -> list[str]:
         return ["## Quality", "", "Not evaluated yet.", ""]
     baseline = document["baseline"] or {}
     intervals = document["intervals"] or {}
-    lines = ["## Quality on held-out students", "",
-             "| metric | value | 95% interval | trivial baseline |", "| --- | --- | --- | --- |"]
+    lines = [
+        "## Quality on held-out students",
+        "",
+        "| metric | value | 95% interval | trivial baseline |",
+        "| --- | --- | --- | --- |",
+    ]
     for name, value in sorted(metrics.items()):
         span = intervals.get(name)
         shown = f"{_num(span.get('low'))} – {_num(span.get('high'))}" if span else ""
-        lines.append(f"| {name} | {_num(value)} | {shown} | {_num(baseline.get(name))} |")
+        lines.append(
+            f"| {name} | {_num(value)} | {shown} | {_num(baseline.get(name))} |"
+        )
     capacity = document.get("capacity")
     if capacity:
-        lines += ["", f"Flagging the {capacity['share']:.0%} of students most at risk "
-                      f"({capacity['flagged']}): precision {_num(capacity['precision'])}, "
-                      f"recall {_num(capacity['recall'])}."]
+        lines += [
+            "",
+            f"Flagging the {capacity['share']:.0%} of students most at risk "
+            f"({capacity['flagged']}): precision {_num(capacity['precision'])}, "
+            f"recall {_num(capacity['recall'])}.",
+        ]
     calibration = document.get("calibration")
     if calibration:
         lines += [f"Calibration: Brier score {_num(calibration['brier'])}."]
@@ -136,13 +158,21 @@ def _groups_section(groups: dict[str, Any]) -> list[str]:
         return ["## Groups", "", "No group columns were named for this version.", ""]
     lines = ["## Groups", ""]
     for column, values in groups.items():
-        names = sorted({key for v in values.values() for key in v if key != "too_small"})
-        lines += [f"### {column}", "", "| group | " + " | ".join(names) + " |",
-                  "| --- |" + " --- |" * len(names)]
+        names = sorted(
+            {key for v in values.values() for key in v if key != "too_small"}
+        )
+        lines += [
+            f"### {column}",
+            "",
+            "| group | " + " | ".join(names) + " |",
+            "| --- |" + " --- |" * len(names),
+        ]
         for value, figures in values.items():
             if figures.get("too_small"):
-                lines.append(f"| {value} | n={figures['n']}: too small to report |"
-                             + " |" * (len(names) - 1))
+                lines.append(
+                    f"| {value} | n={figures['n']}: too small to report |"
+                    + " |" * (len(names) - 1)
+                )
                 continue
             cells = " | ".join(_num(figures.get(name)) for name in names)
             lines.append(f"| {value} | {cells} |")
@@ -153,9 +183,15 @@ def _groups_section(groups: dict[str, Any]) -> list[str]:
 def _importance_section(importance: list[dict[str, Any]]) -> list[str]:
     if not importance:
         return []
-    lines = ["## What the model relies on", "",
-             "Drop in the primary metric when a feature's values are shuffled:", ""]
-    lines += [f"- `{item['feature']}`: {_num(item['importance'])}" for item in importance]
+    lines = [
+        "## What the model relies on",
+        "",
+        "Drop in the primary metric when a feature's values are shuffled:",
+        "",
+    ]
+    lines += [
+        f"- `{item['feature']}`: {_num(item['importance'])}" for item in importance
+    ]
     return lines + [""]
 
 
@@ -164,13 +200,19 @@ def _history_lines(document: dict[str, Any]) -> list[str]:
     decision = document.get("decision")
     if decision:
         verdict = "promoted" if decision["promoted"] else "not promoted"
-        lines.append(f"- Evaluation: {verdict}. " + "; ".join(decision["reasons"]) + ".")
+        lines.append(
+            f"- Evaluation: {verdict}. " + "; ".join(decision["reasons"]) + "."
+        )
     for entry in document["history"]:
-        lines.append(f"- {entry['at']}: {entry['action']} v{entry.get('version')} by "
-                     f"{entry['actor']} — {entry['reason']}")
+        lines.append(
+            f"- {entry['at']}: {entry['action']} v{entry.get('version')} by "
+            f"{entry['actor']} — {entry['reason']}"
+        )
     if document["erasures"]:
-        lines.append(f"- Students' data erased after training: {len(document['erasures'])} "
-                     "request(s); retrain to remove their influence.")
+        lines.append(
+            f"- Students' data erased after training: {len(document['erasures'])} "
+            "request(s); retrain to remove their influence."
+        )
     return lines or ["- None yet."]
 
 

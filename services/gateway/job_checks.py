@@ -65,7 +65,9 @@ def check_job(
     )
 
 
-def _check_group_columns(request: JobCreate, schema: DatasetSchema, target: str) -> None:
+def _check_group_columns(
+    request: JobCreate, schema: DatasetSchema, target: str
+) -> None:
     named = [*request.group_columns]
     if request.group_split_column:
         named.append(request.group_split_column)
@@ -78,7 +80,9 @@ def _check_group_columns(request: JobCreate, schema: DatasetSchema, target: str)
     if target in named:
         raise InvalidInput(f"target column {target!r} cannot also be a group column")
     if len(set(request.group_columns)) != len(request.group_columns):
-        raise InvalidInput(f"group_columns lists a column twice: {request.group_columns!r}")
+        raise InvalidInput(
+            f"group_columns lists a column twice: {request.group_columns!r}"
+        )
 
 
 def _check_protected(features: list[str], protected: list[str]) -> None:
@@ -104,8 +108,9 @@ def _class_weight(request: JobCreate, target: ColumnSchema, task: str) -> str | 
 
 
 def _check_gates(gates: Gates, task: str) -> None:
-    allowed = (CLASSIFICATION_GAP_METRICS if task == CLASSIFICATION
-               else REGRESSION_GAP_METRICS)
+    allowed = (
+        CLASSIFICATION_GAP_METRICS if task == CLASSIFICATION else REGRESSION_GAP_METRICS
+    )
     if gates.gap_metric not in allowed and gates.max_group_gap is not None:
         raise InvalidInput(
             f"gates.gap_metric must be one of {allowed!r} for {task}; "

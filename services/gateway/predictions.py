@@ -107,7 +107,10 @@ def _number(value: Any) -> float | None:
 
 
 def run_prediction(
-    tenant: str, record: VersionRecord, rows: list[list[Any]], timeout_s: float,
+    tenant: str,
+    record: VersionRecord,
+    rows: list[list[Any]],
+    timeout_s: float,
     explain: bool = False,
 ) -> dict[str, Any]:
     """Ask the serving queue and wait, at most ``timeout_s``, for its answer."""

@@ -52,13 +52,16 @@ class JobCreate(BaseModel):
         "a split or a fold.",
     )
     group_columns: list[str] = Field(
-        default_factory=list, max_length=5,
+        default_factory=list,
+        max_length=5,
         description="Columns whose groups get their own metrics (fairness report).",
     )
     use_group_columns_as_features: bool = False
     min_group_size: int = Field(default=30, ge=1, le=100_000)
     capacity: float = Field(
-        default=0.1, gt=0, le=1,
+        default=0.1,
+        gt=0,
+        le=1,
         description="Share of students staff can help; precision and recall at it.",
     )
     gates: Gates | None = Field(
@@ -72,7 +75,8 @@ class PredictRequest(BaseModel):
 
     instances: list[dict[str, Any]] = Field(min_length=1)
     explain: bool = Field(
-        default=False, description="Add the top reasons (feature contributions) per row."
+        default=False,
+        description="Add the top reasons (feature contributions) per row.",
     )
 
 

@@ -17,12 +17,11 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from shared import artifacts
-from shared import metrics
+from shared import artifacts, metrics
 from shared.celery_app import PREDICT_TASK, SERVING_QUEUE, app
-from shared.logs import job_context
 from shared.clients import Clients, get_clients
 from shared.errors import PlatformError
+from shared.logs import job_context
 from shared.registry import VersionRecord
 from shared.settings import get_settings
 
@@ -41,7 +40,9 @@ class ModelCache:
         self._entries: OrderedDict[CacheKey, tuple[VersionRecord, Any]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, clients: Clients, tenant: str, model: str, version: int) -> tuple[VersionRecord, Any]:
+    def get(
+        self, clients: Clients, tenant: str, model: str, version: int
+    ) -> tuple[VersionRecord, Any]:
         key = (tenant, model, version)
         with self._lock:
             if key in self._entries:
@@ -69,7 +70,11 @@ cache = ModelCache(settings.serving_cache_versions)
     time_limit=settings.serving_time_limit_s + 5,
 )
 def predict(
-    tenant: str, model: str, version: int, columns: list[str], rows: list[list[Any]],
+    tenant: str,
+    model: str,
+    version: int,
+    columns: list[str],
+    rows: list[list[Any]],
     explain: bool = False,
 ) -> dict[str, Any]:
     with job_context(tenant=tenant, model=model, version=version, queue=SERVING_QUEUE):
@@ -77,7 +82,11 @@ def predict(
 
 
 def serve(
-    tenant: str, model: str, version: int, columns: list[str], rows: list[list[Any]],
+    tenant: str,
+    model: str,
+    version: int,
+    columns: list[str],
+    rows: list[list[Any]],
     explain: bool,
 ) -> dict[str, Any]:
     started = time.perf_counter()
@@ -86,16 +95,24 @@ def serve(
         answer = run_pipeline(record, pipeline, columns, rows)
         if explain:
             answer["explanations"] = explain_rows(record, pipeline, columns, rows)
-        metrics.observe(get_clients().connection, "eduml_inference_seconds", {},
-                        time.perf_counter() - started)
+        metrics.observe(
+            get_clients().connection,
+            "eduml_inference_seconds",
+            {},
+            time.perf_counter() - started,
+        )
         return answer
     except PlatformError as error:
         log.warning("serving: %s v%d: %s", model, version, error.message)
         return {"error": {"code": error.code, "message": error.message}}
     except Exception as error:  # a worker must outlive any request
         # The exception's text may quote feature values: log its type only.
-        log.error("serving: %s v%d: prediction failed with %s", model, version,
-                  type(error).__name__)
+        log.error(
+            "serving: %s v%d: prediction failed with %s",
+            model,
+            version,
+            type(error).__name__,
+        )
         message = f"{model} v{version} could not predict these instances ({type(error).__name__})"
         return {"error": {"code": "invalid_input", "message": message}}
 
@@ -202,15 +219,24 @@ def explain_rows(
         )
     reasons = []
     for position in range(len(frame)):
-        ranked = sorted(contributions, key=lambda name: -abs(contributions[name][position]))
-        reasons.append([
-            {"feature": name, "contribution": round(float(contributions[name][position]), 6)}
-            for name in ranked[:TOP_REASONS]
-        ])
+        ranked = sorted(
+            contributions, key=lambda name: -abs(contributions[name][position])
+        )
+        reasons.append(
+            [
+                {
+                    "feature": name,
+                    "contribution": round(float(contributions[name][position]), 6),
+                }
+                for name in ranked[:TOP_REASONS]
+            ]
+        )
     return reasons
 
 
-def _explained_column(record: VersionRecord, pipeline: Any, frame: pd.DataFrame) -> np.ndarray:
+def _explained_column(
+    record: VersionRecord, pipeline: Any, frame: pd.DataFrame
+) -> np.ndarray:
     """Per row, the probability column explained: the positive or the predicted class."""
     if not record.has_proba:
         return np.zeros(len(frame), dtype=int)
@@ -230,7 +256,9 @@ def _explained_output(
 
 
 def _finite_rows(probabilities: np.ndarray) -> list[list[float | None]]:
-    return [[float(p) if np.isfinite(p) else None for p in row] for row in probabilities]
+    return [
+        [float(p) if np.isfinite(p) else None for p in row] for row in probabilities
+    ]
 
 
 def _plain(value: Any) -> Any:

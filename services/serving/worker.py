@@ -1,4 +1,7 @@
-"""Entry point of the serving worker: `celery -A services.serving.worker worker -Q serving`."""
+"""Entry point of the serving worker.
+
+    celery -A services.serving.worker worker -Q serving
+"""
 
 import logging
 

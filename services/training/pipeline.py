@@ -352,7 +352,12 @@ def choose_algorithm(
             task, algorithm, numeric, categorical, seed, class_weight
         )
         scores = cross_val_score(
-            pipeline, X_cv, y_cv, groups=groups_cv, scoring=scoring, cv=cv,
+            pipeline,
+            X_cv,
+            y_cv,
+            groups=groups_cv,
+            scoring=scoring,
+            cv=cv,
             error_score=np.nan,
         )
         return float(np.mean(scores))

@@ -64,8 +64,15 @@ def train(task: Task, tenant: str, job_id: str) -> None:
 
 
 def train_job(task: Task, tenant: str, job_id: str) -> None:
-    run_step(task, tenant, job_id, JobStatus.TRAINING, ready_to_train, run_training,
-             settings.training_time_limit_s)
+    run_step(
+        task,
+        tenant,
+        job_id,
+        JobStatus.TRAINING,
+        ready_to_train,
+        run_training,
+        settings.training_time_limit_s,
+    )
 
 
 def ready_to_train(record: JobRecord) -> bool:
@@ -78,10 +85,20 @@ def run_training(clients: Clients, record: JobRecord) -> None:
         spent = cost.summary()
 
     costs.report(clients.connection, "training", spent)
-    clients.jobs.set_status(record.tenant, record.id, JobStatus.EVALUATING, version=version,
-                            costs={**record.costs, "training": spent})
-    hand_on(clients.connection, record.tenant, record.id, JobStatus.EVALUATING,
-            settings.visibility_timeout_s)
+    clients.jobs.set_status(
+        record.tenant,
+        record.id,
+        JobStatus.EVALUATING,
+        version=version,
+        costs={**record.costs, "training": spent},
+    )
+    hand_on(
+        clients.connection,
+        record.tenant,
+        record.id,
+        JobStatus.EVALUATING,
+        settings.visibility_timeout_s,
+    )
 
 
 def fit_and_register(clients: Clients, record: JobRecord) -> int:
@@ -101,7 +118,8 @@ def fit_and_register(clients: Clients, record: JobRecord) -> int:
         task=request.task,
         target=request.target,
         features=[
-            FeatureSpec(name=name, type=_column_type(schema, name)) for name in request.features
+            FeatureSpec(name=name, type=_column_type(schema, name))
+            for name in request.features
         ],
         id_column=request.id_column,
         algorithm=fitted.algorithm,
@@ -123,7 +141,11 @@ def fit_and_register(clients: Clients, record: JobRecord) -> int:
     number = clients.registry.register(record.tenant, version)
     log.info(
         "training job %s: %s v%d fitted with %s in %.1f s",
-        record.id, request.model, number, fitted.algorithm, fitted.fit_seconds,
+        record.id,
+        request.model,
+        number,
+        fitted.algorithm,
+        fitted.fit_seconds,
     )
     return number
 
@@ -135,7 +157,9 @@ def fit(frame: pd.DataFrame, record: JobRecord) -> Fitted:
     X = labelled[request.features]
     y = target_values(labelled[request.target], request.task)
     check_target(y, request.task, request.target)
-    numeric = [name for name in request.features if pd.api.types.is_numeric_dtype(X[name])]
+    numeric = [
+        name for name in request.features if pd.api.types.is_numeric_dtype(X[name])
+    ]
     categorical = [name for name in request.features if name not in numeric]
     groups = None
     if request.group_split_column:
@@ -150,16 +174,31 @@ def fit(frame: pd.DataFrame, record: JobRecord) -> Fitted:
     algorithm = request.algorithm
     if algorithm == "auto":
         selection = choose_algorithm(
-            X_train, y_train, request.task, numeric, categorical, settings.seed,
-            settings.auto_budget_s, settings.auto_max_rows, settings.cv_folds,
-            request.class_weight, groups_train,
+            X_train,
+            y_train,
+            request.task,
+            numeric,
+            categorical,
+            settings.seed,
+            settings.auto_budget_s,
+            settings.auto_max_rows,
+            settings.cv_folds,
+            request.class_weight,
+            groups_train,
         )
         algorithm = selection.algorithm
-    pipeline = build_pipeline(request.task, algorithm, numeric, categorical, settings.seed,
-                              request.class_weight)
+    pipeline = build_pipeline(
+        request.task,
+        algorithm,
+        numeric,
+        categorical,
+        settings.seed,
+        request.class_weight,
+    )
     if request.tuning is not None:
-        tuning = tune_pipeline(X_train, y_train, groups_train, request, algorithm,
-                               numeric, categorical)
+        tuning = tune_pipeline(
+            X_train, y_train, groups_train, request, algorithm, numeric, categorical
+        )
         pipeline.set_params(**tuning.params)
     pipeline.fit(X_train, y_train)
     elapsed = time.perf_counter() - started
@@ -181,27 +220,52 @@ def split_rows(
     y: pd.Series, groups: pd.Series | None, request: JobRequest
 ) -> tuple[np.ndarray, np.ndarray]:
     if groups is None:
-        return split_indices(y.to_numpy(), request.task, settings.test_fraction,
-                             settings.seed, settings.min_training_rows)
-    return grouped_split(groups, settings.test_fraction, settings.seed,
-                         request.group_split_column or "")
+        return split_indices(
+            y.to_numpy(),
+            request.task,
+            settings.test_fraction,
+            settings.seed,
+            settings.min_training_rows,
+        )
+    return grouped_split(
+        groups, settings.test_fraction, settings.seed, request.group_split_column or ""
+    )
 
 
 def tune_pipeline(
-    X: pd.DataFrame, y: pd.Series, groups: pd.Series | None, request: JobRequest,
-    algorithm: str, numeric: list[str], categorical: list[str],
+    X: pd.DataFrame,
+    y: pd.Series,
+    groups: pd.Series | None,
+    request: JobRequest,
+    algorithm: str,
+    numeric: list[str],
+    categorical: list[str],
 ) -> Tuning:
     budget = request.tuning
     assert budget is not None
-    folds = settings.cv_folds if groups is None else fold_count_for_groups(
-        groups, settings.cv_folds)
+    folds = (
+        settings.cv_folds
+        if groups is None
+        else fold_count_for_groups(groups, settings.cv_folds)
+    )
     if request.task == "classification":
         folds = min(folds, max(2, int(y.value_counts().min())))
     scoring = tuning_scoring(request.task, y)
-    return tune(X, y, groups, task=request.task, algorithm=algorithm, numeric=numeric,
-                categorical=categorical, seed=settings.seed, trials=budget.trials,
-                seconds=budget.seconds, folds=folds, scoring=scoring,
-                class_weight=request.class_weight)
+    return tune(
+        X,
+        y,
+        groups,
+        task=request.task,
+        algorithm=algorithm,
+        numeric=numeric,
+        categorical=categorical,
+        seed=settings.seed,
+        trials=budget.trials,
+        seconds=budget.seconds,
+        folds=folds,
+        scoring=scoring,
+        class_weight=request.class_weight,
+    )
 
 
 def tuning_scoring(task: str, y: pd.Series) -> str:

@@ -60,15 +60,19 @@ def suggest(trial: optuna.Trial, task: str, algorithm: str) -> Space:
             "model__n_estimators": trial.suggest_int("n_estimators", 50, 300, step=50),
             "model__max_depth": trial.suggest_int("max_depth", 3, 20),
             "model__min_samples_leaf": trial.suggest_int("min_samples_leaf", 1, 30),
-            "model__max_features": trial.suggest_categorical("max_features",
-                                                             ["sqrt", 0.5, 1.0]),
+            "model__max_features": trial.suggest_categorical(
+                "max_features", ["sqrt", 0.5, 1.0]
+            ),
         }
     return {
-        "model__learning_rate": trial.suggest_float("learning_rate", 0.01, 0.3, log=True),
+        "model__learning_rate": trial.suggest_float(
+            "learning_rate", 0.01, 0.3, log=True
+        ),
         "model__max_leaf_nodes": trial.suggest_int("max_leaf_nodes", 8, 64),
         "model__min_samples_leaf": trial.suggest_int("min_samples_leaf", 5, 100),
-        "model__l2_regularization": trial.suggest_float("l2_regularization", 1e-4, 10.0,
-                                                        log=True),
+        "model__l2_regularization": trial.suggest_float(
+            "l2_regularization", 1e-4, 10.0, log=True
+        ),
     }
 
 
@@ -92,15 +96,19 @@ def tune(
     started = time.monotonic()
 
     def objective(trial: optuna.Trial) -> float:
-        pipeline = build_pipeline(task, algorithm, numeric, categorical, seed, class_weight)
+        pipeline = build_pipeline(
+            task, algorithm, numeric, categorical, seed, class_weight
+        )
         pipeline.set_params(**suggest(trial, task, algorithm))
-        scores = cross_val_score(pipeline, X, y, groups=groups, scoring=scoring, cv=cv,
-                                 error_score=np.nan)
+        scores = cross_val_score(
+            pipeline, X, y, groups=groups, scoring=scoring, cv=cv, error_score=np.nan
+        )
         mean = float(np.mean(scores))
         return mean if np.isfinite(mean) else float("-inf")
 
-    study = optuna.create_study(direction="maximize",
-                                sampler=optuna.samplers.TPESampler(seed=seed))
+    study = optuna.create_study(
+        direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed)
+    )
     study.optimize(objective, n_trials=trials, timeout=seconds)
     elapsed = time.monotonic() - started
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]

@@ -1,4 +1,7 @@
-"""Entry point of the training worker: `celery -A services.training.worker worker -Q training`."""
+"""Entry point of the training worker.
+
+    celery -A services.training.worker worker -Q training
+"""
 
 from services.training import tasks  # noqa: F401  (registers the task)
 from shared.celery_app import TRAINING_QUEUE, app

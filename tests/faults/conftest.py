@@ -73,8 +73,9 @@ class PrivateStack:
         self.start_seaweed()
         for queue in stack.WORKERS:
             self.start_worker(queue)
-        self.gateway = stack.start_gateway("127.0.0.1", self.gateway_port,
-                                           self.logs / "gateway.log", self.env)
+        self.gateway = stack.start_gateway(
+            "127.0.0.1", self.gateway_port, self.logs / "gateway.log", self.env
+        )
         stack.wait_for_consumers(self.url, list(stack.WORKERS))
 
     def start_redis(self) -> None:
@@ -88,8 +89,12 @@ class PrivateStack:
         self.start_redis()
 
     def start_seaweed(self) -> None:
-        self.seaweed = stack.start_seaweed(self.root / "seaweedfs", self.ports, self.settings,
-                                           self.logs / "seaweedfs.log")
+        self.seaweed = stack.start_seaweed(
+            self.root / "seaweedfs",
+            self.ports,
+            self.settings,
+            self.logs / "seaweedfs.log",
+        )
 
     def stop_seaweed(self) -> None:
         assert self.seaweed is not None
@@ -102,8 +107,9 @@ class PrivateStack:
         )
 
     def start_extra_worker(self, queue: str, name: str) -> None:
-        self.workers[name] = stack.start_worker(queue, self.logs / f"worker-{name}.log",
-                                                self.env, name=name)
+        self.workers[name] = stack.start_worker(
+            queue, self.logs / f"worker-{name}.log", self.env, name=name
+        )
 
     def kill_worker(self, queue: str) -> None:
         """kill -9 of the worker's main process and its pool children."""
@@ -134,7 +140,9 @@ def _children(pid: int) -> list[int]:
 
 
 @pytest.fixture
-def private_stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[PrivateStack]:
+def private_stack(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[PrivateStack]:
     logs = ARTIFACTS / "logs" / "faults" / request.node.name
     logs.mkdir(parents=True, exist_ok=True)
     private = PrivateStack(tmp_path, logs)

@@ -23,8 +23,9 @@ REQUEST = {"target": "normexam", "features": ["standLRT", "sex"], "algorithm": "
 
 def start(client: httpx.Client, model: str) -> str:
     dataset = upload_ok(client, (DATA / "exam.csv").read_bytes())
-    answer = client.post("/v1/jobs", json={"model": model, "dataset_id": dataset["id"],
-                                           **REQUEST})
+    answer = client.post(
+        "/v1/jobs", json={"model": model, "dataset_id": dataset["id"], **REQUEST}
+    )
     assert answer.status_code == 202, answer.text
     return str(answer.json()["id"])
 
@@ -43,8 +44,10 @@ def test_c01_killed_training_worker_job_runs_again_exactly_once(private_stack, c
 
     assert job["status"] == "deployed", job
     assert job["attempts"] == 2
-    assert any("previous worker" in note and "lost during training" in note
-               for note in job["notes"])
+    assert any(
+        "previous worker" in note and "lost during training" in note
+        for note in job["notes"]
+    )
     versions = client.get("/v1/models/c01").json()["versions"]
     assert [v["version"] for v in versions] == [1]
 
@@ -52,9 +55,14 @@ def test_c01_killed_training_worker_job_runs_again_exactly_once(private_stack, c
 def test_killed_evaluation_worker_job_is_evaluated_again(private_stack, client):
     job_id = start(client, "killed-eval")
     wait_for(status_is(client, job_id, "evaluating"), 60, "evaluating")
-    wait_for(lambda: client.get(f"/v1/jobs/{job_id}").json()["worker"]
-             and "evaluation" in client.get(f"/v1/jobs/{job_id}").json()["worker"],
-             30, "an evaluation worker on the job")
+    wait_for(
+        lambda: (
+            client.get(f"/v1/jobs/{job_id}").json()["worker"]
+            and "evaluation" in client.get(f"/v1/jobs/{job_id}").json()["worker"]
+        ),
+        30,
+        "an evaluation worker on the job",
+    )
 
     private_stack.kill_worker("evaluation")
     private_stack.start_worker("evaluation")
@@ -70,7 +78,9 @@ def test_c03_job_whose_worker_dies_twice_fails_for_good(private_stack, client):
 
     for attempt in (1, 2):
         wait_for(training_attempt(client, job_id, attempt), 90, f"attempt {attempt}")
-        wait_for(lambda: private_stack.kill_pool_children("training"), 30, "a pool child")
+        wait_for(
+            lambda: private_stack.kill_pool_children("training"), 30, "a pool child"
+        )
     job = wait_for_job(client, job_id, timeout_s=120)
 
     assert job["status"] == "failed", job
@@ -80,7 +90,8 @@ def test_c03_job_whose_worker_dies_twice_fails_for_good(private_stack, client):
     assert client.get("/v1/models/c03").status_code == 404
 
 
-def training_attempt(client: httpx.Client, job_id: str, attempt: int):  # type: ignore[no-untyped-def]
+def training_attempt(client: httpx.Client, job_id: str, attempt: int):  # type: ignore
+
     def check() -> bool:
         job = client.get(f"/v1/jobs/{job_id}").json()
         return job["status"] == "training" and job["attempts"] == attempt
@@ -99,7 +110,9 @@ def test_killed_serving_worker_is_replaced_and_answers(private_stack, client):
     orphaned = client.post("/v1/models/serving/predict", json=instance)
     waited = time.monotonic() - started
     private_stack.start_worker("serving")
-    after = wait_for(lambda: _predict_ok(client, "serving", instance), 60, "a prediction")
+    after = wait_for(
+        lambda: _predict_ok(client, "serving", instance), 60, "a prediction"
+    )
 
     assert orphaned.status_code == 504
     assert "no serving worker answered" in orphaned.json()["error"]["message"]
@@ -107,11 +120,24 @@ def test_killed_serving_worker_is_replaced_and_answers(private_stack, client):
     assert after["predictions"] == before["predictions"]
 
 
-def test_c04_two_workers_share_the_jobs_instead_of_one_hoarding_them(private_stack, client):
+def test_c04_two_workers_share_the_jobs_instead_of_one_hoarding_them(
+    private_stack, client
+):
     private_stack.start_extra_worker("training", "faults-training-2")
-    wait_for(lambda: len(next(q for q in client.get("/v1/queues").json()["queues"]
-                              if q["name"] == "training")["consumers"]) == 2, 60,
-             "two training consumers")
+    wait_for(
+        lambda: (
+            len(
+                next(
+                    q
+                    for q in client.get("/v1/queues").json()["queues"]
+                    if q["name"] == "training"
+                )["consumers"]
+            )
+            == 2
+        ),
+        60,
+        "two training consumers",
+    )
 
     job_ids = [start(client, f"c04-{i}") for i in range(4)]
     jobs = [wait_for_job(client, job_id, timeout_s=180) for job_id in job_ids]
@@ -150,7 +176,9 @@ def test_s3_outage_is_reported_and_serving_keeps_answering(private_stack, client
     private_stack.stop_seaweed()
     ready = client.get("/readyz")
     during = client.post("/v1/models/outage/predict", json=instance)
-    refused = client.post("/v1/jobs", json={"model": "outage", "dataset_id": "x", **REQUEST})
+    refused = client.post(
+        "/v1/jobs", json={"model": "outage", "dataset_id": "x", **REQUEST}
+    )
 
     assert ready.status_code == 503
     assert ready.json()["checks"]["redis"] == "ok"
@@ -169,8 +197,11 @@ def test_training_during_an_s3_outage_fails_with_the_reason(private_stack, clien
     wait_for(status_is(client, job_id, "training"), 60, "training")
 
     private_stack.stop_seaweed()
-    wait_for(lambda: "gave up after" in _log(private_stack, "training"), 90,
-             "the training worker giving up")
+    wait_for(
+        lambda: "gave up after" in _log(private_stack, "training"),
+        90,
+        "the training worker giving up",
+    )
     private_stack.start_seaweed()
     job = wait_for_job(client, job_id, timeout_s=120)
 

@@ -31,12 +31,23 @@ def metric(client, name: str, queue: str) -> float:
 def test_stopped_worker_makes_the_queue_critical_until_it_drains(private_stack, client):
     dataset = upload_ok(client, (DATA / "exam.csv").read_bytes())
     private_stack.kill_worker("training")
-    wait_for(lambda: not training_queue(client)["consumers"], 40, "the worker to be gone")
+    wait_for(
+        lambda: not training_queue(client)["consumers"], 40, "the worker to be gone"
+    )
 
-    job_ids = [client.post("/v1/jobs", json={
-        "model": f"queued-{i}", "dataset_id": dataset["id"], "target": "normexam",
-        "features": ["standLRT"], "algorithm": "linear",
-    }).json()["id"] for i in range(JOBS)]
+    job_ids = [
+        client.post(
+            "/v1/jobs",
+            json={
+                "model": f"queued-{i}",
+                "dataset_id": dataset["id"],
+                "target": "normexam",
+                "features": ["standLRT"],
+                "algorithm": "linear",
+            },
+        ).json()["id"]
+        for i in range(JOBS)
+    ]
     first = training_queue(client)
     time.sleep(1.5)
     later = training_queue(client)

@@ -11,7 +11,9 @@ FINISHED = {"deployed", "rejected", "failed"}
 JOB_TIMEOUT_S = 180.0
 
 
-def upload(api: httpx.Client, data: bytes, name: str = "students.csv", **form: str) -> httpx.Response:
+def upload(
+    api: httpx.Client, data: bytes, name: str = "students.csv", **form: str
+) -> httpx.Response:
     return api.post("/v1/datasets", files={"file": (name, data, "text/csv")}, data=form)
 
 
@@ -27,7 +29,9 @@ def start_job(api: httpx.Client, **request: Any) -> dict[str, Any]:
     return dict(answer.json())
 
 
-def wait_for_job(api: httpx.Client, job_id: str, timeout_s: float = JOB_TIMEOUT_S) -> dict[str, Any]:
+def wait_for_job(
+    api: httpx.Client, job_id: str, timeout_s: float = JOB_TIMEOUT_S
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         record = api.get(f"/v1/jobs/{job_id}").json()

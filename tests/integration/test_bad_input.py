@@ -36,8 +36,9 @@ def test_unusable_files_are_refused_with_the_reason(api, data, expected):
 
 
 def test_unknown_dataset_is_404(api, model_name):
-    answer = api.post("/v1/jobs", json={"model": model_name, "dataset_id": "nope",
-                                        "target": "passed"})
+    answer = api.post(
+        "/v1/jobs", json={"model": model_name, "dataset_id": "nope", "target": "passed"}
+    )
 
     assert answer.status_code == 404
     assert "'nope'" in error_of(answer)
@@ -46,8 +47,10 @@ def test_unknown_dataset_is_404(api, model_name):
 def test_unknown_target_names_the_columns(api, model_name):
     dataset = upload_ok(api, SMALL.encode())
 
-    answer = api.post("/v1/jobs", json={"model": model_name, "dataset_id": dataset["id"],
-                                        "target": "G3"})
+    answer = api.post(
+        "/v1/jobs",
+        json={"model": model_name, "dataset_id": dataset["id"], "target": "G3"},
+    )
 
     assert answer.status_code == 422
     assert "'G3'" in error_of(answer) and "'hours'" in error_of(answer)
@@ -56,8 +59,15 @@ def test_unknown_target_names_the_columns(api, model_name):
 def test_unknown_feature_is_named(api, model_name):
     dataset = upload_ok(api, SMALL.encode())
 
-    answer = api.post("/v1/jobs", json={"model": model_name, "dataset_id": dataset["id"],
-                                        "target": "passed", "features": ["hours", "age"]})
+    answer = api.post(
+        "/v1/jobs",
+        json={
+            "model": model_name,
+            "dataset_id": dataset["id"],
+            "target": "passed",
+            "features": ["hours", "age"],
+        },
+    )
 
     assert answer.status_code == 422
     assert "'age'" in error_of(answer)
@@ -66,8 +76,10 @@ def test_unknown_feature_is_named(api, model_name):
 def test_c12_single_class_target_is_refused_before_queueing(api, model_name):
     dataset = upload_ok(api, (CASES / "c12.csv").read_bytes())
 
-    answer = api.post("/v1/jobs", json={"model": model_name, "dataset_id": dataset["id"],
-                                        "target": "passed"})
+    answer = api.post(
+        "/v1/jobs",
+        json={"model": model_name, "dataset_id": dataset["id"], "target": "passed"},
+    )
 
     assert answer.status_code == 422
     assert error_of(answer) == (
@@ -80,8 +92,10 @@ def test_c13_too_few_rows_for_the_split_is_refused(api, model_name):
     tiny = "student_id,hours,passed\nS1,1,0\nS2,2,1\nS3,3,0\nS4,4,1\nS5,5,1\n"
     dataset = upload_ok(api, tiny.encode())
 
-    answer = api.post("/v1/jobs", json={"model": model_name, "dataset_id": dataset["id"],
-                                        "target": "passed"})
+    answer = api.post(
+        "/v1/jobs",
+        json={"model": model_name, "dataset_id": dataset["id"], "target": "passed"},
+    )
 
     assert answer.status_code == 422
     assert "5 rows" in error_of(answer) and "at least 10" in error_of(answer)
@@ -101,8 +115,9 @@ def test_c13_tiny_class_versus_folds_ends_with_a_clear_outcome(api, model_name):
 
 
 def test_unknown_model_in_predict_is_404(api, model_name):
-    answer = api.post(f"/v1/models/{model_name}/predict",
-                      json={"instances": [{"hours": 1}]})
+    answer = api.post(
+        f"/v1/models/{model_name}/predict", json={"instances": [{"hours": 1}]}
+    )
 
     assert answer.status_code == 404
     assert model_name in error_of(answer)
@@ -111,10 +126,19 @@ def test_unknown_model_in_predict_is_404(api, model_name):
 def test_bad_model_name_and_unknown_algorithm_are_422(api):
     dataset = upload_ok(api, SMALL.encode())
 
-    bad_name = api.post("/v1/jobs", json={"model": "a b/c", "dataset_id": dataset["id"],
-                                          "target": "passed"})
-    bad_algorithm = api.post("/v1/jobs", json={"model": "ok", "dataset_id": dataset["id"],
-                                               "target": "passed", "algorithm": "svm"})
+    bad_name = api.post(
+        "/v1/jobs",
+        json={"model": "a b/c", "dataset_id": dataset["id"], "target": "passed"},
+    )
+    bad_algorithm = api.post(
+        "/v1/jobs",
+        json={
+            "model": "ok",
+            "dataset_id": dataset["id"],
+            "target": "passed",
+            "algorithm": "svm",
+        },
+    )
 
     assert bad_name.status_code == 422 and "model" in error_of(bad_name)
     assert bad_algorithm.status_code == 422 and "algorithm" in error_of(bad_algorithm)
@@ -122,8 +146,11 @@ def test_bad_model_name_and_unknown_algorithm_are_422(api):
 
 def test_empty_instances_and_malformed_json_are_422(api, model_name):
     empty = api.post(f"/v1/models/{model_name}/predict", json={"instances": []})
-    malformed = api.post(f"/v1/models/{model_name}/predict", content=b"{not json",
-                         headers={"content-type": "application/json"})
+    malformed = api.post(
+        f"/v1/models/{model_name}/predict",
+        content=b"{not json",
+        headers={"content-type": "application/json"},
+    )
 
     assert empty.status_code == 422
     assert malformed.status_code == 422
@@ -132,8 +159,11 @@ def test_empty_instances_and_malformed_json_are_422(api, model_name):
 def test_oversized_body_is_413_before_it_is_read(api, model_name):
     body = b'{"instances": [' + b'{"a": 1},' * 2_000_000 + b'{"a": 1}]}'
 
-    answer = api.post(f"/v1/models/{model_name}/predict", content=body,
-                      headers={"content-type": "application/json"})
+    answer = api.post(
+        f"/v1/models/{model_name}/predict",
+        content=body,
+        headers={"content-type": "application/json"},
+    )
 
     assert answer.status_code == 413
     assert "exceeds the limit" in error_of(answer)

@@ -24,15 +24,24 @@ def students_csv(rows: int = 300) -> bytes:
     hours = generator.uniform(0, 10, rows)
     group = generator.choice(["a", "b", "c"], rows)
     passed = (hours + (group == "a") * 2 + generator.normal(0, 1, rows) > 6).astype(int)
-    frame = pd.DataFrame({"student": range(rows), "hours": hours.round(3),
-                          "group": group, "passed": passed})
+    frame = pd.DataFrame(
+        {
+            "student": range(rows),
+            "hours": hours.round(3),
+            "group": group,
+            "passed": passed,
+        }
+    )
     return frame.to_csv(index=False).encode()
 
 
 def instances(count: int) -> list[dict[str, Any]]:
     return [
-        {"student": f"s{index}", "hours": round(0.37 * index, 3),
-         "group": "abc"[index % 3]}
+        {
+            "student": f"s{index}",
+            "hours": round(0.37 * index, 3),
+            "group": "abc"[index % 3],
+        }
         for index in range(count)
     ]
 
@@ -40,8 +49,14 @@ def instances(count: int) -> list[dict[str, Any]]:
 @pytest.fixture
 def trained(api: httpx.Client, model_name: str) -> str:
     dataset = upload_ok(api, students_csv(), id_column="student")
-    job = train(api, model=model_name, dataset_id=dataset["id"], target="passed",
-                features=["hours", "group"], algorithm="linear")
+    job = train(
+        api,
+        model=model_name,
+        dataset_id=dataset["id"],
+        target="passed",
+        features=["hours", "group"],
+        algorithm="linear",
+    )
     assert job["status"] == "deployed", job
     return model_name
 
@@ -67,8 +82,9 @@ def test_concurrent_requests_each_get_their_own_predictions(
         got = answer.json()
         assert got["ids"] == expected["ids"]
         assert got["predictions"] == expected["predictions"]
-        for ours, theirs in zip(got["probabilities"], expected["probabilities"],
-                                strict=True):
+        for ours, theirs in zip(
+            got["probabilities"], expected["probabilities"], strict=True
+        ):
             assert ours == pytest.approx(theirs, abs=1e-9)
 
 
@@ -92,7 +108,9 @@ def test_a_bad_request_among_good_ones_fails_alone(
 def test_the_serving_path_equals_scikit_learn(algorithm: str) -> None:
     """One preprocessing pass and a frame built by column give sklearn's numbers."""
     frame = pd.read_csv(io.BytesIO(students_csv()))
-    pipeline = build_pipeline("classification", algorithm, ["hours"], ["group"], seed=42)
+    pipeline = build_pipeline(
+        "classification", algorithm, ["hours"], ["group"], seed=42
+    )
     pipeline.fit(frame[["hours", "group"]], frame["passed"])
     record = record_for(pipeline)
     rows = [[0.5, "a"], [None, "b"], [7.25, None], [3.0, "unseen"]]
@@ -100,8 +118,10 @@ def test_the_serving_path_equals_scikit_learn(algorithm: str) -> None:
     answer = run_pipeline(record, pipeline, ["hours", "group"], rows)
 
     expected_frame = pd.DataFrame(
-        {"hours": [0.5, np.nan, 7.25, 3.0],
-         "group": pd.Series(["a", "b", np.nan, "unseen"], dtype=object)}
+        {
+            "hours": [0.5, np.nan, 7.25, 3.0],
+            "group": pd.Series(["a", "b", np.nan, "unseen"], dtype=object),
+        }
     )
     assert answer["predictions"] == pipeline.predict(expected_frame).tolist()
     np.testing.assert_allclose(

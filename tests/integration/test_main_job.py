@@ -45,8 +45,13 @@ def test_upload_describes_the_table_and_same_bytes_give_same_id(api, exam_bytes)
 def test_at_risk_model_is_trained_promoted_and_served(api, chem97_at_risk, model_name):
     dataset = upload_ok(api, chem97_at_risk)
 
-    job = train(api, model=model_name, dataset_id=dataset["id"], target="at_risk",
-                features=CHEM97_FEATURES)
+    job = train(
+        api,
+        model=model_name,
+        dataset_id=dataset["id"],
+        target="at_risk",
+        features=CHEM97_FEATURES,
+    )
 
     assert job["status"] == "deployed", job
     assert job["version"] == 1
@@ -59,10 +64,15 @@ def test_at_risk_model_is_trained_promoted_and_served(api, chem97_at_risk, model
     assert model["champion"] == 1
     assert model["versions"][0]["dataset_id"] == dataset["id"]
     assert model["versions"][0]["seed"] == 42
-    answer = api.post(f"/v1/models/{model_name}/predict", json={"instances": [
-        {"gender": "F", "age": 3, "gcsescore": 7.6},
-        {"gender": "M", "age": -3, "gcsescore": 4.1},
-    ]})
+    answer = api.post(
+        f"/v1/models/{model_name}/predict",
+        json={
+            "instances": [
+                {"gender": "F", "age": 3, "gcsescore": 7.6},
+                {"gender": "M", "age": -3, "gcsescore": 4.1},
+            ]
+        },
+    )
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body["version"] == 1
@@ -70,10 +80,16 @@ def test_at_risk_model_is_trained_promoted_and_served(api, chem97_at_risk, model
     assert body["probabilities"][1]["1"] > 0.5
 
 
-def test_second_job_gives_version_two_promoted_only_when_better(api, exam_bytes, model_name):
+def test_second_job_gives_version_two_promoted_only_when_better(
+    api, exam_bytes, model_name
+):
     dataset = upload_ok(api, exam_bytes)
-    request = dict(model=model_name, dataset_id=dataset["id"], target="normexam",
-                   features=["standLRT", "sex", "schavg", "vr", "intake"])
+    request = dict(
+        model=model_name,
+        dataset_id=dataset["id"],
+        target="normexam",
+        features=["standLRT", "sex", "schavg", "vr", "intake"],
+    )
 
     first = train(api, **request, algorithm="linear")
     second = train(api, **request, algorithm="random_forest")
@@ -91,8 +107,15 @@ def test_second_job_gives_version_two_promoted_only_when_better(api, exam_bytes,
 def test_regression_reaches_known_chem97_quality(api, model_name):
     dataset = upload_ok(api, (DATA / "chem97.csv").read_bytes())
 
-    job = train(api, model=model_name, dataset_id=dataset["id"], target="score",
-                task="regression", features=CHEM97_FEATURES, algorithm="linear")
+    job = train(
+        api,
+        model=model_name,
+        dataset_id=dataset["id"],
+        target="score",
+        task="regression",
+        features=CHEM97_FEATURES,
+        algorithm="linear",
+    )
 
     assert job["status"] == "deployed", job
     assert job["metrics"]["r2"] >= 0.40
@@ -101,8 +124,14 @@ def test_regression_reaches_known_chem97_quality(api, model_name):
 
 def test_c10_column_order_missing_and_extra_columns(api, exam_bytes, model_name):
     dataset = upload_ok(api, exam_bytes)
-    train(api, model=model_name, dataset_id=dataset["id"], target="normexam",
-          features=["standLRT", "sex", "vr"], algorithm="linear")
+    train(
+        api,
+        model=model_name,
+        dataset_id=dataset["id"],
+        target="normexam",
+        features=["standLRT", "sex", "vr"],
+        algorithm="linear",
+    )
     ordered = {"standLRT": 0.6, "sex": "F", "vr": "mid 50%"}
     reordered = {"vr": "mid 50%", "standLRT": 0.6, "sex": "F"}
     url = f"/v1/models/{model_name}/predict"
@@ -121,12 +150,21 @@ def test_c10_column_order_missing_and_extra_columns(api, exam_bytes, model_name)
 
 def test_prediction_refuses_non_finite_numbers(api, exam_bytes, model_name):
     dataset = upload_ok(api, exam_bytes)
-    train(api, model=model_name, dataset_id=dataset["id"], target="normexam",
-          features=["standLRT", "sex"], algorithm="linear")
+    train(
+        api,
+        model=model_name,
+        dataset_id=dataset["id"],
+        target="normexam",
+        features=["standLRT", "sex"],
+        algorithm="linear",
+    )
     body = '{"instances": [{"standLRT": NaN, "sex": "F"}]}'
 
-    answer = api.post(f"/v1/models/{model_name}/predict", content=body,
-                      headers={"content-type": "application/json"})
+    answer = api.post(
+        f"/v1/models/{model_name}/predict",
+        content=body,
+        headers={"content-type": "application/json"},
+    )
 
     assert answer.status_code == 422
     assert "standLRT" in answer.json()["error"]["message"]
@@ -138,11 +176,23 @@ def test_prediction_gives_back_the_callers_ids(api, model_name):
         f"S{i:02d},{i % 7},{int(i % 7 > 2)}" for i in range(40)
     )
     dataset = upload_ok(api, csv.encode(), id_column="student_id")
-    train(api, model=model_name, dataset_id=dataset["id"], target="passed", algorithm="linear")
+    train(
+        api,
+        model=model_name,
+        dataset_id=dataset["id"],
+        target="passed",
+        algorithm="linear",
+    )
 
-    answer = api.post(f"/v1/models/{model_name}/predict", json={"instances": [
-        {"student_id": "S07", "hours": 6}, {"student_id": "S99", "hours": 0},
-    ]}).json()
+    answer = api.post(
+        f"/v1/models/{model_name}/predict",
+        json={
+            "instances": [
+                {"student_id": "S07", "hours": 6},
+                {"student_id": "S99", "hours": 0},
+            ]
+        },
+    ).json()
 
     assert answer["ids"] == ["S07", "S99"]
     assert len(answer["predictions"]) == 2
@@ -150,8 +200,14 @@ def test_prediction_gives_back_the_callers_ids(api, model_name):
 
 def test_durable_state_survives_losing_redis(api, exam_bytes, model_name, connection):
     dataset = upload_ok(api, exam_bytes)
-    job = train(api, model=model_name, dataset_id=dataset["id"], target="normexam",
-                features=["standLRT"], algorithm="linear")
+    job = train(
+        api,
+        model=model_name,
+        dataset_id=dataset["id"],
+        target="normexam",
+        features=["standLRT"],
+        algorithm="linear",
+    )
     model_before = api.get(f"/v1/models/{model_name}").json()
     job_before = api.get(f"/v1/jobs/{job['id']}").json()
 
@@ -163,7 +219,14 @@ def test_durable_state_survives_losing_redis(api, exam_bytes, model_name, connec
 
 def _forget_everything_but_queues(connection: redis.Redis) -> None:
     """What a Redis restart loses, short of the queues the workers listen on."""
-    kept = (b"_kombu", b"eduml:worker:", b"training", b"evaluation", b"serving", b"unacked")
+    kept = (
+        b"_kombu",
+        b"eduml:worker:",
+        b"training",
+        b"evaluation",
+        b"serving",
+        b"unacked",
+    )
     for key in connection.scan_iter():
         if not key.startswith(kept):
             connection.delete(key)
@@ -171,13 +234,27 @@ def _forget_everything_but_queues(connection: redis.Redis) -> None:
 
 def test_jobs_are_listed_newest_first(api, exam_bytes, model_name):
     dataset = upload_ok(api, exam_bytes)
-    first = start_job(api, model=model_name, dataset_id=dataset["id"], target="normexam",
-                      features=["standLRT"], algorithm="linear")
-    second = start_job(api, model=model_name, dataset_id=dataset["id"], target="normexam",
-                       features=["standLRT"], algorithm="linear")
+    first = start_job(
+        api,
+        model=model_name,
+        dataset_id=dataset["id"],
+        target="normexam",
+        features=["standLRT"],
+        algorithm="linear",
+    )
+    second = start_job(
+        api,
+        model=model_name,
+        dataset_id=dataset["id"],
+        target="normexam",
+        features=["standLRT"],
+        algorithm="linear",
+    )
     wait_for_job(api, second["id"])
 
-    listed = [job["id"] for job in api.get("/v1/jobs", params={"limit": 50}).json()["jobs"]]
+    listed = [
+        job["id"] for job in api.get("/v1/jobs", params={"limit": 50}).json()["jobs"]
+    ]
 
     assert listed.index(second["id"]) < listed.index(first["id"])
 

@@ -15,8 +15,14 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def trained(api, model_name) -> dict:
     dataset = upload_ok(api, (DATA / "exam.csv").read_bytes())
-    return train(api, model=model_name, dataset_id=dataset["id"], target="normexam",
-                 features=["standLRT", "sex"], algorithm="linear")
+    return train(
+        api,
+        model=model_name,
+        dataset_id=dataset["id"],
+        target="normexam",
+        features=["standLRT", "sex"],
+        algorithm="linear",
+    )
 
 
 def test_every_job_carries_the_cost_of_its_steps(trained):
@@ -29,18 +35,27 @@ def test_every_job_carries_the_cost_of_its_steps(trained):
         assert step["peak_memory_mib"] > 50
 
 
-def test_metrics_expose_requests_queues_jobs_and_worker_figures(api, trained, model_name):
-    api.post(f"/v1/models/{model_name}/predict",
-             json={"instances": [{"standLRT": 0.3, "sex": "F"}]})
+def test_metrics_expose_requests_queues_jobs_and_worker_figures(
+    api, trained, model_name
+):
+    api.post(
+        f"/v1/models/{model_name}/predict",
+        json={"instances": [{"standLRT": 0.3, "sex": "F"}]},
+    )
 
     text = api.get("/metrics").text
 
-    assert 'eduml_http_requests_total{method="POST",route="/v1/models/{model}/predict"' in text
+    assert (
+        'eduml_http_requests_total{method="POST",route="/v1/models/{model}/predict"'
+        in text
+    )
     assert "eduml_http_request_seconds_bucket" in text
     assert 'eduml_queue_depth{queue="training"}' in text
     assert 'eduml_job_step_seconds_count{step="training"}' in text
-    assert 'eduml_job_step_peak_memory_bytes_bucket{le=' in text or \
-        'eduml_job_step_peak_memory_bytes_bucket{step="training"' in text
+    assert (
+        "eduml_job_step_peak_memory_bytes_bucket{le=" in text
+        or 'eduml_job_step_peak_memory_bytes_bucket{step="training"' in text
+    )
     assert "eduml_inference_seconds_count" in text
     assert 'eduml_jobs_finished_total{status="deployed"}' in text
     assert f'model="{model_name}"' in text
@@ -50,7 +65,11 @@ def test_metrics_expose_requests_queues_jobs_and_worker_figures(api, trained, mo
 def test_worker_logs_are_json_lines_with_the_job_context(trained):
     lines = (ARTIFACTS / "logs" / "worker-training.log").read_text().splitlines()
 
-    events = [json.loads(line) for line in lines if trained["id"] in line and line.startswith("{")]
+    events = [
+        json.loads(line)
+        for line in lines
+        if trained["id"] in line and line.startswith("{")
+    ]
 
     assert events, "no JSON log line names the job"
     assert all(event["job_id"] == trained["id"] for event in events)
@@ -61,8 +80,16 @@ def test_queues_report_health_fields(api):
     report = api.get("/v1/queues").json()
 
     for queue in report["queues"]:
-        assert {"name", "depth", "oldest_age_s", "unacked", "consumers", "rate_in_per_min",
-                "rate_out_per_min", "status"} <= set(queue)
+        assert {
+            "name",
+            "depth",
+            "oldest_age_s",
+            "unacked",
+            "consumers",
+            "rate_in_per_min",
+            "rate_out_per_min",
+            "status",
+        } <= set(queue)
         assert queue["status"] in {"ok", "warning", "critical"}
     for worker in report["workers"]:
         assert {"name", "queues", "alive", "last_heartbeat_s", "active"} <= set(worker)

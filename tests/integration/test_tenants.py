@@ -62,8 +62,14 @@ def other(gateway_url: str, settings: Settings) -> Iterator[Owned]:
     with client_with_key(gateway_url, settings.admin_api_key) as admin:
         tenant = create_tenant(gateway_url, admin, "other LMS")
     dataset = upload_ok(tenant.client, SMALL.encode())
-    job = train(tenant.client, model="other-model", dataset_id=dataset["id"],
-                target="passed", features=FEATURES, algorithm="linear")
+    job = train(
+        tenant.client,
+        model="other-model",
+        dataset_id=dataset["id"],
+        target="passed",
+        features=FEATURES,
+        algorithm="linear",
+    )
     assert job["status"] == "deployed", job
     yield Owned(tenant, dataset["id"], job["id"], "other-model")
     tenant.client.close()
@@ -72,7 +78,9 @@ def other(gateway_url: str, settings: Settings) -> Iterator[Owned]:
 # --- creating tenants and keys ----------------------------------------------
 
 
-def test_a_new_tenant_gets_its_key_once_and_only_its_hash_is_stored(admin_api, settings):
+def test_a_new_tenant_gets_its_key_once_and_only_its_hash_is_stored(
+    admin_api, settings
+):
     answer = admin_api.post("/v1/tenants", json={"name": "Moodle of Example School"})
 
     assert answer.status_code == 201, answer.text
@@ -84,13 +92,22 @@ def test_a_new_tenant_gets_its_key_once_and_only_its_hash_is_stored(admin_api, s
     assert body["api_key"].startswith("eduml_")
     assert answer.headers["cache-control"] == "no-store"
     shown = admin_api.get(f"/v1/tenants/{body['id']}").json()
-    assert shown["keys"] == [{"key_id": body["key_id"], "created_at": shown["keys"][0]["created_at"],
-                              "revoked_at": None}]
+    assert shown["keys"] == [
+        {
+            "key_id": body["key_id"],
+            "created_at": shown["keys"][0]["created_at"],
+            "revoked_at": None,
+        }
+    ]
     assert body["api_key"] not in admin_api.get("/v1/tenants").text
     storage = Storage.from_settings(settings)
-    stored = [storage.get_bytes(key)
-              for key in [*storage.list_keys(keys.tenant_root(body["id"]) + "/"),
-                          *storage.list_keys(keys.API_KEY_INDEX_PREFIX)]]
+    stored = [
+        storage.get_bytes(key)
+        for key in [
+            *storage.list_keys(keys.tenant_root(body["id"]) + "/"),
+            *storage.list_keys(keys.API_KEY_INDEX_PREFIX),
+        ]
+    ]
     assert stored and not any(body["api_key"].encode() in data for data in stored)
     digest = hashlib.sha256(body["api_key"].encode()).hexdigest()
     assert digest.encode() in storage.get_bytes(keys.tenant_record(body["id"]))
@@ -135,7 +152,9 @@ def test_a_request_without_a_key_is_401_with_a_bearer_challenge(gateway_url):
     ids=["well-formed", "not-ours", "not-ascii"],
 )
 def test_a_wrong_key_is_401(gateway_url, authorization):
-    answer = httpx.get(f"{gateway_url}/v1/jobs", headers={"Authorization": authorization})
+    answer = httpx.get(
+        f"{gateway_url}/v1/jobs", headers={"Authorization": authorization}
+    )
 
     assert error_of(answer, 401) == "API key not recognised or revoked"
     assert answer.headers["www-authenticate"] == "Bearer"
@@ -207,21 +226,26 @@ def test_another_tenants_dataset_is_404(api, other):
     own = other.tenant.client.get(f"/v1/datasets/{other.dataset_id}")
 
     answer = api.get(f"/v1/datasets/{other.dataset_id}")
-    job = api.post("/v1/jobs", json={"model": "mine", "dataset_id": other.dataset_id,
-                                     "target": "passed"})
+    job = api.post(
+        "/v1/jobs",
+        json={"model": "mine", "dataset_id": other.dataset_id, "target": "passed"},
+    )
 
     assert own.status_code == 200
     assert f"dataset {other.dataset_id!r} not found" in error_of(answer, 404)
     assert f"dataset {other.dataset_id!r} not found" in error_of(job, 404)
 
 
-@pytest.mark.parametrize("escape", ["../../{tenant}/datasets/{dataset}",
-                                    "..%2F..%2F{tenant}%2Fdatasets%2F{dataset}"])
+@pytest.mark.parametrize(
+    "escape",
+    ["../../{tenant}/datasets/{dataset}", "..%2F..%2F{tenant}%2Fdatasets%2F{dataset}"],
+)
 def test_a_dataset_id_cannot_climb_into_another_tenant(api, other, escape):
     dataset_id = escape.format(tenant=other.tenant.id, dataset=other.dataset_id)
 
-    answer = api.post("/v1/jobs", json={"model": "mine", "dataset_id": dataset_id,
-                                        "target": "passed"})
+    answer = api.post(
+        "/v1/jobs", json={"model": "mine", "dataset_id": dataset_id, "target": "passed"}
+    )
 
     # SeaweedFS refuses a key holding "..", which comes back as a 503; a
     # pattern on JobCreate.dataset_id would make it a 422. Either way no job
@@ -255,10 +279,13 @@ def test_another_tenants_model_and_version_are_404_and_not_listed(api, other):
 
 
 def test_another_tenants_model_cannot_predict(api, other):
-    own = other.tenant.client.post(f"/v1/models/{other.model}/predict",
-                                   json={"instances": INSTANCES})
+    own = other.tenant.client.post(
+        f"/v1/models/{other.model}/predict", json={"instances": INSTANCES}
+    )
 
-    answer = api.post(f"/v1/models/{other.model}/predict", json={"instances": INSTANCES})
+    answer = api.post(
+        f"/v1/models/{other.model}/predict", json={"instances": INSTANCES}
+    )
 
     assert own.status_code == 200, own.text
     assert f"model {other.model!r} not found" in error_of(answer, 404)
@@ -267,8 +294,14 @@ def test_another_tenants_model_cannot_predict(api, other):
 def test_two_tenants_can_use_one_model_name(api, other):
     dataset = upload_ok(api, SMALL.encode())
 
-    job = train(api, model=other.model, dataset_id=dataset["id"], target="passed",
-                features=FEATURES, algorithm="linear")
+    job = train(
+        api,
+        model=other.model,
+        dataset_id=dataset["id"],
+        target="passed",
+        features=FEATURES,
+        algorithm="linear",
+    )
 
     assert job["status"] == "deployed", job
     assert job["version"] == 1
@@ -306,11 +339,14 @@ def test_a_gateway_without_admin_key_serves_everyone_as_default_and_warns(
 
 
 def _auth_off_answers(client: httpx.Client) -> dict[str, Any]:
-    dataset = client.post("/v1/datasets",
-                          files={"file": ("s.csv", SMALL.encode(), "text/csv")})
+    dataset = client.post(
+        "/v1/datasets", files={"file": ("s.csv", SMALL.encode(), "text/csv")}
+    )
     return {
         "models": client.get("/v1/models"),
         "upload": dataset,
-        "any key": client.get("/v1/models", headers={"Authorization": "Bearer nonsense"}),
+        "any key": client.get(
+            "/v1/models", headers={"Authorization": "Bearer nonsense"}
+        ),
         "tenants": client.get("/v1/tenants"),
     }

@@ -16,9 +16,14 @@ from shared.registry import ArtifactRef, FeatureSpec, VersionRecord
 
 
 def fitted(task: str = "classification"):
-    frame = pd.DataFrame({"hours": np.arange(40, dtype=float),
-                          "group": ["a", "b"] * 20})
-    target = (frame["hours"] > 20).astype("int64") if task == "classification" else frame["hours"] * 2.5
+    frame = pd.DataFrame(
+        {"hours": np.arange(40, dtype=float), "group": ["a", "b"] * 20}
+    )
+    target = (
+        (frame["hours"] > 20).astype("int64")
+        if task == "classification"
+        else frame["hours"] * 2.5
+    )
     pipeline = build_pipeline(task, "linear", ["hours"], ["group"], seed=42)
     return pipeline.fit(frame, target)
 
@@ -28,14 +33,26 @@ def record_for(pipeline, storage=None, **changes) -> VersionRecord:
     key = "artifacts/job/pipeline.pkl"
     digest = storage.put_verified(key, data) if storage else "0" * 64
     fields = dict(
-        tenant="t", model="student-risk", version=7, job_id="job", dataset_id="d",
-        task="classification", target="passed",
-        features=[FeatureSpec(name="hours", type="numeric"),
-                  FeatureSpec(name="group", type="categorical")],
-        algorithm="linear", seed=42, classes=[0, 1], has_proba=True,
+        tenant="t",
+        model="student-risk",
+        version=7,
+        job_id="job",
+        dataset_id="d",
+        task="classification",
+        target="passed",
+        features=[
+            FeatureSpec(name="hours", type="numeric"),
+            FeatureSpec(name="group", type="categorical"),
+        ],
+        algorithm="linear",
+        seed=42,
+        classes=[0, 1],
+        has_proba=True,
         artifact=ArtifactRef(key=key, sha256=digest, bytes=len(data)),
-        libraries=artifacts.library_versions(), fit_seconds=0.1,
-        rows={"train": 32, "test": 8}, test_rows=[],
+        libraries=artifacts.library_versions(),
+        fit_seconds=0.1,
+        rows={"train": 32, "test": 8},
+        test_rows=[],
     )
     fields.update(changes)
     return VersionRecord(**fields)
@@ -55,7 +72,9 @@ def test_c26_checksum_mismatch_is_refused(storage):
     record = record_for(fitted(), storage)
     storage.put_bytes(record.artifact.key, b"truncated")
 
-    with pytest.raises(ArtifactRejected, match=r"artifact checksum mismatch for student-risk v7"):
+    with pytest.raises(
+        ArtifactRejected, match=r"artifact checksum mismatch for student-risk v7"
+    ):
         artifacts.load(storage, record)
 
 
@@ -63,7 +82,9 @@ def test_c11_library_mismatch_is_refused_with_both_versions(storage):
     libraries = {**artifacts.library_versions(), "scikit-learn": "1.3.2"}
     record = record_for(fitted(), storage, libraries=libraries)
 
-    with pytest.raises(ArtifactRejected, match=r"built with scikit-learn 1\.3\.2, this service has"):
+    with pytest.raises(
+        ArtifactRejected, match=r"built with scikit-learn 1\.3\.2, this service has"
+    ):
         artifacts.load(storage, record)
 
 
@@ -77,8 +98,12 @@ def test_deleted_version_is_not_loaded(storage):
 @pytest.mark.parametrize("task", ["classification", "regression"])
 def test_c08_serving_answers_are_plain_json(task):
     pipeline = fitted(task)
-    record = record_for(pipeline, task=task, has_proba=task == "classification",
-                        classes=[0, 1] if task == "classification" else None)
+    record = record_for(
+        pipeline,
+        task=task,
+        has_proba=task == "classification",
+        classes=[0, 1] if task == "classification" else None,
+    )
 
     answer = run_pipeline(record, pipeline, ["group", "hours"], [["a", 3], ["b", None]])
 

@@ -16,13 +16,16 @@ from shared.jobs import Gates
 def test_c15_all_majority_candidate_is_never_promoted():
     y_train = np.array(["completed"] * 92 + ["dropped_out"] * 8)
     y_test = np.array(["completed"] * 92 + ["dropped_out"] * 8)
-    candidate = classification_metrics(y_test, np.array(["completed"] * 100), None,
-                                       ["completed", "dropped_out"])
-    baseline = baseline_metrics("classification", y_train, y_test,
-                                ["completed", "dropped_out"])
+    candidate = classification_metrics(
+        y_test, np.array(["completed"] * 100), None, ["completed", "dropped_out"]
+    )
+    baseline = baseline_metrics(
+        "classification", y_train, y_test, ["completed", "dropped_out"]
+    )
 
-    decision = decide("balanced_accuracy", candidate, baseline, Comparison(version=None),
-                      Gates(), {})
+    decision = decide(
+        "balanced_accuracy", candidate, baseline, Comparison(version=None), Gates(), {}
+    )
 
     assert candidate["accuracy"] == pytest.approx(0.92)
     assert decision.promoted is False
@@ -30,12 +33,19 @@ def test_c15_all_majority_candidate_is_never_promoted():
 
 
 def test_candidate_better_overall_but_past_the_group_gap_is_rejected():
-    champion = Comparison(version=1, metrics={"roc_auc": 0.80},
-                          gaps={"gender": {"recall": 0.05}})
+    champion = Comparison(
+        version=1, metrics={"roc_auc": 0.80}, gaps={"gender": {"recall": 0.05}}
+    )
     gates = Gates(max_group_gap=0.10, gap_metric="recall")
 
-    decision = decide("roc_auc", {"roc_auc": 0.85}, {"roc_auc": 0.5}, champion, gates,
-                      {"gender": {"recall": 0.18}})
+    decision = decide(
+        "roc_auc",
+        {"roc_auc": 0.85},
+        {"roc_auc": 0.5},
+        champion,
+        gates,
+        {"gender": {"recall": 0.18}},
+    )
 
     assert decision.promoted is False
     assert decision.reasons[0] == (
@@ -48,18 +58,29 @@ def test_candidate_better_overall_but_past_the_group_gap_is_rejected():
 def test_a_gap_the_champion_already_had_may_narrow():
     champion = Comparison(version=1, metrics={"r2": 0.40}, gaps={"sex": {"mae": 0.30}})
 
-    decision = decide("r2", {"r2": 0.45}, {"r2": 0.0}, champion,
-                      Gates(max_group_gap=0.1, gap_metric="mae"), {"sex": {"mae": 0.25}})
+    decision = decide(
+        "r2",
+        {"r2": 0.45},
+        {"r2": 0.0},
+        champion,
+        Gates(max_group_gap=0.1, gap_metric="mae"),
+        {"sex": {"mae": 0.25}},
+    )
 
     assert decision.promoted is True
 
 
 def test_minimum_improvement_and_significance_gates():
-    champion = Comparison(version=3, metrics={"r2": 0.40},
-                          gain_interval={"low": -0.01, "high": 0.03})
+    champion = Comparison(
+        version=3, metrics={"r2": 0.40}, gain_interval={"low": -0.01, "high": 0.03}
+    )
 
-    small = decide("r2", {"r2": 0.41}, {"r2": 0.0}, champion, Gates(min_improvement=0.02), {})
-    noisy = decide("r2", {"r2": 0.45}, {"r2": 0.0}, champion, Gates(significant=True), {})
+    small = decide(
+        "r2", {"r2": 0.41}, {"r2": 0.0}, champion, Gates(min_improvement=0.02), {}
+    )
+    noisy = decide(
+        "r2", {"r2": 0.45}, {"r2": 0.0}, champion, Gates(significant=True), {}
+    )
 
     assert not small.promoted and "needs a gain above 0.02" in small.reasons[0]
     assert not noisy.promoted and "within noise" in noisy.reasons[0]
@@ -75,8 +96,9 @@ def test_lower_is_better_metrics_are_compared_the_right_way():
 
 
 def test_group_table_scores_values_and_pairs_and_flags_small_groups():
-    groups = pd.DataFrame({"sex": ["F"] * 50 + ["M"] * 45 + ["X"] * 5,
-                           "school": (["a", "b"] * 50)})
+    groups = pd.DataFrame(
+        {"sex": ["F"] * 50 + ["M"] * 45 + ["X"] * 5, "school": (["a", "b"] * 50)}
+    )
     y_true = np.array([1, 0] * 50)
     y_pred = np.array([1] * 50 + [0] * 50)
 
@@ -118,9 +140,18 @@ def test_tuning_is_reproducible_and_keeps_groups_apart():
     X = pd.DataFrame({"hours": rng.normal(size=300), "absences": rng.normal(size=300)})
     y = pd.Series((X["hours"] + rng.normal(scale=0.5, size=300) > 0).astype(int))
     groups = pd.Series(np.repeat(np.arange(30), 10))
-    arguments = dict(task="classification", algorithm="linear", numeric=["hours", "absences"],
-                     categorical=[], seed=42, trials=6, seconds=60, folds=3,
-                     scoring="roc_auc", class_weight=None)
+    arguments = dict(
+        task="classification",
+        algorithm="linear",
+        numeric=["hours", "absences"],
+        categorical=[],
+        seed=42,
+        trials=6,
+        seconds=60,
+        folds=3,
+        scoring="roc_auc",
+        class_weight=None,
+    )
 
     first = tune(X, y, groups, **arguments)
     second = tune(X, y, groups, **arguments)

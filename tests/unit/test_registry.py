@@ -13,11 +13,20 @@ from shared.registry import ArtifactRef, FeatureSpec, Registry, VersionRecord
 
 def version(job_id: str, model: str = "at-risk") -> VersionRecord:
     return VersionRecord(
-        tenant="t1", model=model, job_id=job_id, dataset_id="d1", task="classification",
-        target="passed", features=[FeatureSpec(name="hours", type="numeric")],
-        algorithm="linear", seed=42,
+        tenant="t1",
+        model=model,
+        job_id=job_id,
+        dataset_id="d1",
+        task="classification",
+        target="passed",
+        features=[FeatureSpec(name="hours", type="numeric")],
+        algorithm="linear",
+        seed=42,
         artifact=ArtifactRef(key="k", sha256="0" * 64, bytes=1),
-        libraries={}, fit_seconds=0.1, rows={"train": 8, "test": 2}, test_rows=[1, 5],
+        libraries={},
+        fit_seconds=0.1,
+        rows={"train": 8, "test": 2},
+        test_rows=[1, 5],
     )
 
 
@@ -99,8 +108,9 @@ def test_unknown_version_is_not_found(storage):
 
 def test_job_record_updates_keep_each_writers_change(storage):
     jobs = JobStore(storage)
-    request = JobRequest(model="m", dataset_id="d", target="y", task="regression",
-                         features=["x"])
+    request = JobRequest(
+        model="m", dataset_id="d", target="y", task="regression", features=["x"]
+    )
     record = jobs.create("t1", request)
 
     def add_note(i: int) -> None:
@@ -121,8 +131,9 @@ def test_job_record_updates_keep_each_writers_change(storage):
 
 def test_recent_jobs_are_newest_first(storage):
     jobs = JobStore(storage)
-    request = JobRequest(model="m", dataset_id="d", target="y", task="regression",
-                         features=["x"])
+    request = JobRequest(
+        model="m", dataset_id="d", target="y", task="regression", features=["x"]
+    )
     ids = [jobs.create("t1", request).id for _ in range(3)]
 
     assert [job.id for job in jobs.recent("t1", 2)] == ids[::-1][:2]

@@ -68,7 +68,9 @@ def test_a_missing_key_is_refused(storage, api_key):
         TenantStore(storage).authenticate(api_key)
 
 
-@pytest.mark.parametrize("api_key", ["eduml_unknown", "no-prefix", "eduml_" + "x" * 300])
+@pytest.mark.parametrize(
+    "api_key", ["eduml_unknown", "no-prefix", "eduml_" + "x" * 300]
+)
 def test_an_unknown_key_is_refused(storage, api_key):
     TenantStore(storage).create("school")
 
@@ -96,7 +98,9 @@ def test_a_key_is_refused_when_its_record_does_not_list_it(storage):
     store = TenantStore(storage)
     record, issued = store.create("school")
     digest = hashlib.sha256(issued.api_key.encode()).hexdigest()
-    storage.put_json(keys.api_key_index(digest), {"tenant": record.id, "key_id": "k00000000"})
+    storage.put_json(
+        keys.api_key_index(digest), {"tenant": record.id, "key_id": "k00000000"}
+    )
 
     with pytest.raises(Unauthorized, match="not recognised"):
         store.authenticate(issued.api_key)
@@ -137,7 +141,9 @@ def test_unknown_tenants_and_key_ids_are_not_found(storage):
         store.issue_key("t000000000000")
     with pytest.raises(NotFound, match="tenant 't000000000000' not found"):
         store.revoke_key("t000000000000", issued.key_id)
-    with pytest.raises(NotFound, match=f"tenant {record.id!r} has no API key 'k00000000'"):
+    with pytest.raises(
+        NotFound, match=f"tenant {record.id!r} has no API key 'k00000000'"
+    ):
         store.revoke_key(record.id, "k00000000")
     for odd in ("default", "../x", ""):
         with pytest.raises(NotFound, match="not found"):

@@ -13,7 +13,7 @@ from services.gateway.schemas import DatasetId, error_responses
 from shared.clients import Clients
 from shared.dataset_store import choose_id_column, content_id
 from shared.datasets import parse_csv
-from shared.errors import InvalidInput
+from shared.errors import Conflict, InvalidInput
 from shared.jobs import now_iso
 
 router = APIRouter(
@@ -89,8 +89,11 @@ def get_dataset(
 @router.delete("/{dataset_id}/students/{student_id}", response_class=SafeJSONResponse)
 def erase_student(
     dataset_id: DatasetId,
-    student_id: str = Path(min_length=1, max_length=256,
-                           description="The student's id as the LMS knows it."),
+    student_id: str = Path(
+        min_length=1,
+        max_length=256,
+        description="The student's id as the LMS knows it.",
+    ),
     c: Clients = Depends(clients),
     owner: str = Depends(tenant),
 ) -> dict[str, Any]:
@@ -98,13 +101,27 @@ def erase_student(
 
     The raw id is pseudonymised here exactly as at upload, and never stored.
     """
+    busy = [
+        job_id
+        for tenant_id, job_id in c.jobs.active()
+        if tenant_id == owner and c.jobs.get(owner, job_id).request.dataset_id == dataset_id
+    ]
+    if busy:
+        raise Conflict(
+            f"dataset {dataset_id} is in use by unfinished job(s) {busy!r}; erase the "
+            "student once they have finished, so that no job trains on rows that move"
+        )
     removed = c.datasets.erase_student(owner, dataset_id, student_id)
     marked = []
     if removed:
         erasure = {"dataset_id": dataset_id, "rows": removed, "at": now_iso()}
         for record in c.registry.versions_of_dataset(owner, dataset_id):
-            c.registry.update_version(owner, record.model, record.version,
-                                      lambda version: version.erasures.append(erasure))
+            c.registry.update_version(
+                owner,
+                record.model,
+                record.version,
+                lambda version: version.erasures.append(erasure),
+            )
             marked.append({"model": record.model, "version": record.version})
     return {"dataset_id": dataset_id, "rows_erased": removed, "versions_marked": marked}
 

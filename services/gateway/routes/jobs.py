@@ -34,8 +34,9 @@ def create_job(
     schema = c.datasets.schema(owner, body.dataset_id)
     protected = get_policy(c.storage, owner).protected_attributes
     stored_gates = model_gates(c.storage, owner, body.model)
-    request = check_job(body, schema, c.settings.min_training_rows, protected,
-                        stored_gates)
+    request = check_job(
+        body, schema, c.settings.min_training_rows, protected, stored_gates
+    )
 
     if body.gates is not None:
         keep_model_gates(c.storage, owner, body.model, body.gates)

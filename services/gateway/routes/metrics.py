@@ -11,8 +11,13 @@ from typing import Any
 
 import redis
 from fastapi import APIRouter, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
-from prometheus_client import generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
 
 from services.gateway.routes.queues import thresholds
 from shared import keys
@@ -23,10 +28,19 @@ from shared.queues import queue_report
 
 router = APIRouter(tags=["monitoring"])
 registry = CollectorRegistry()
-REQUESTS = Counter("eduml_http_requests", "HTTP requests answered by the gateway.",
-                   ("method", "route", "status"), registry=registry)
-LATENCY = Histogram("eduml_http_request_seconds", "Gateway request latency.",
-                    ("method", "route"), buckets=LATENCY_BUCKETS_S, registry=registry)
+REQUESTS = Counter(
+    "eduml_http_requests",
+    "HTTP requests answered by the gateway.",
+    ("method", "route", "status"),
+    registry=registry,
+)
+LATENCY = Histogram(
+    "eduml_http_request_seconds",
+    "Gateway request latency.",
+    ("method", "route"),
+    buckets=LATENCY_BUCKETS_S,
+    registry=registry,
+)
 
 
 async def record_request(
@@ -44,25 +58,52 @@ async def record_request(
 def queue_gauges(connection: redis.Redis) -> Iterator[Any]:
     report = queue_report(connection, thresholds(get_clients()))
     rows = report["queues"]
-    yield gauge("eduml_queue_depth", "Messages waiting in a queue.", ("queue",),
-                [([q["name"]], q["depth"]) for q in rows])
-    yield gauge("eduml_queue_oldest_age_seconds", "Age of the oldest waiting message.",
-                ("queue",), [([q["name"]], q["oldest_age_s"] or 0.0) for q in rows])
-    yield gauge("eduml_queue_unacked", "Messages delivered and not yet acknowledged.",
-                ("queue",), [([q["name"]], q["unacked"]) for q in rows])
-    yield gauge("eduml_queue_consumers", "Live workers consuming a queue.", ("queue",),
-                [([q["name"]], len(q["consumers"])) for q in rows])
-    yield gauge("eduml_queue_critical", "1 when a queue's status is critical.", ("queue",),
-                [([q["name"]], float(q["status"] == "critical")) for q in rows])
-    yield gauge("eduml_worker_up", "1 while a worker's heartbeat is fresh.", ("worker",),
-                [([w["name"]], float(w["alive"])) for w in report["workers"]])
+    yield gauge(
+        "eduml_queue_depth",
+        "Messages waiting in a queue.",
+        ("queue",),
+        [([q["name"]], q["depth"]) for q in rows],
+    )
+    yield gauge(
+        "eduml_queue_oldest_age_seconds",
+        "Age of the oldest waiting message.",
+        ("queue",),
+        [([q["name"]], q["oldest_age_s"] or 0.0) for q in rows],
+    )
+    yield gauge(
+        "eduml_queue_unacked",
+        "Messages delivered and not yet acknowledged.",
+        ("queue",),
+        [([q["name"]], q["unacked"]) for q in rows],
+    )
+    yield gauge(
+        "eduml_queue_consumers",
+        "Live workers consuming a queue.",
+        ("queue",),
+        [([q["name"]], len(q["consumers"])) for q in rows],
+    )
+    yield gauge(
+        "eduml_queue_critical",
+        "1 when a queue's status is critical.",
+        ("queue",),
+        [([q["name"]], float(q["status"] == "critical")) for q in rows],
+    )
+    yield gauge(
+        "eduml_worker_up",
+        "1 while a worker's heartbeat is fresh.",
+        ("worker",),
+        [([w["name"]], float(w["alive"])) for w in report["workers"]],
+    )
 
 
 def champion_gauges(connection: redis.Redis) -> Iterator[Any]:
     champions = connection.hgetall(keys.CHAMPIONS_METRIC)
-    yield gauge("eduml_champion_version", "Version that serves each model.",
-                ("tenant", "model"),
-                [(k.decode().split("/", 1), float(v)) for k, v in champions.items()])
+    yield gauge(
+        "eduml_champion_version",
+        "Version that serves each model.",
+        ("tenant", "model"),
+        [(k.decode().split("/", 1), float(v)) for k, v in champions.items()],
+    )
 
 
 def job_gauges(connection: redis.Redis) -> Iterator[Any]:
@@ -74,12 +115,17 @@ def job_gauges(connection: redis.Redis) -> Iterator[Any]:
             counts[status] = counts.get(status, 0) + 1
     except PlatformError:
         return
-    yield gauge("eduml_jobs_unfinished", "Jobs not yet finished, by state.", ("status",),
-                [([status], n) for status, n in sorted(counts.items())])
+    yield gauge(
+        "eduml_jobs_unfinished",
+        "Jobs not yet finished, by state.",
+        ("status",),
+        [([status], n) for status, n in sorted(counts.items())],
+    )
 
 
-registry.register(RedisMetrics(get_clients().connection,
-                               [queue_gauges, champion_gauges, job_gauges]))
+registry.register(
+    RedisMetrics(get_clients().connection, [queue_gauges, champion_gauges, job_gauges])
+)
 
 
 @router.get("/metrics", include_in_schema=False)

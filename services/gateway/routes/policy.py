@@ -12,12 +12,15 @@ from services.gateway.schemas import error_responses
 from shared.clients import Clients
 from shared.policy import Policy, get_policy, put_policy
 
-router = APIRouter(prefix="/v1/policy", tags=["policy"],
-                   responses=error_responses(401, 422, 503))
+router = APIRouter(
+    prefix="/v1/policy", tags=["policy"], responses=error_responses(401, 422, 503)
+)
 
 
 @router.get("", response_class=SafeJSONResponse)
-def read_policy(c: Clients = Depends(clients), owner: str = Depends(tenant)) -> dict[str, Any]:
+def read_policy(
+    c: Clients = Depends(clients), owner: str = Depends(tenant)
+) -> dict[str, Any]:
     return get_policy(c.storage, owner).model_dump()
 
 

@@ -17,7 +17,9 @@ router = APIRouter(prefix="/v1", tags=["queues"])
 
 def thresholds(c: Clients) -> Thresholds:
     s = c.settings
-    return Thresholds(s.queue_warning_age_s, s.queue_critical_age_s, s.queue_warning_depth)
+    return Thresholds(
+        s.queue_warning_age_s, s.queue_critical_age_s, s.queue_warning_depth
+    )
 
 
 @router.get("/queues")
@@ -25,4 +27,6 @@ def list_queues(c: Clients = Depends(clients)) -> dict[str, Any]:
     try:
         return queue_report(c.connection, thresholds(c))
     except redis.RedisError as error:
-        raise DependencyUnavailable(f"Redis is unavailable at REDIS_URL: {error}") from error
+        raise DependencyUnavailable(
+            f"Redis is unavailable at REDIS_URL: {error}"
+        ) from error

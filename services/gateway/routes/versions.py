@@ -19,26 +19,37 @@ from shared.clients import Clients
 from shared.errors import Conflict, NotFound
 from shared.registry import announce_champion
 
-router = APIRouter(prefix="/v1/models/{model}", tags=["versions"],
-                   responses=error_responses(401, 404, 409, 422, 503))
+router = APIRouter(
+    prefix="/v1/models/{model}",
+    tags=["versions"],
+    responses=error_responses(401, 404, 409, 422, 503),
+)
 
 
 class ChampionChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: str = Field(min_length=1, max_length=500,
-                        description="Why the champion changes; kept in the audit log.")
+    reason: str = Field(
+        min_length=1,
+        max_length=500,
+        description="Why the champion changes; kept in the audit log.",
+    )
 
 
 class Rollback(ChampionChange):
     to_version: int | None = Field(
-        default=None, ge=1, description="Defaults to the champion before the current one."
+        default=None,
+        ge=1,
+        description="Defaults to the champion before the current one.",
     )
 
 
 @router.get("/versions/{version}/card", response_model=None)
 def version_card(
-    model: ModelName, version: VersionNumber, request: Request, c: Clients = Depends(clients),
+    model: ModelName,
+    version: VersionNumber,
+    request: Request,
+    c: Clients = Depends(clients),
     owner: str = Depends(tenant),
 ) -> Response:
     record = c.registry.get_version(owner, model, version)
@@ -47,9 +58,16 @@ def version_card(
         dataset = c.datasets.schema(owner, record.dataset_id)
     except NotFound:
         dataset = None
-    history = [e for e in c.registry.audit_log(owner, model) if e.get("version") == version]
-    document = cards.card(record, c.registry.get_report(owner, model, version), dataset,
-                          history, champion.version if champion else None)
+    history = [
+        e for e in c.registry.audit_log(owner, model) if e.get("version") == version
+    ]
+    document = cards.card(
+        record,
+        c.registry.get_report(owner, model, version),
+        dataset,
+        history,
+        champion.version if champion else None,
+    )
     if "application/json" in request.headers.get("accept", ""):
         return SafeJSONResponse(document)
     return PlainTextResponse(cards.markdown(document), media_type="text/markdown")
@@ -57,37 +75,50 @@ def version_card(
 
 @router.post("/versions/{version}/promote", response_class=SafeJSONResponse)
 def promote(
-    model: ModelName, version: VersionNumber, body: ChampionChange, c: Clients = Depends(clients),
-    owner: str = Depends(tenant), who: str = Depends(caller),
+    model: ModelName,
+    version: VersionNumber,
+    body: ChampionChange,
+    c: Clients = Depends(clients),
+    owner: str = Depends(tenant),
+    who: str = Depends(caller),
 ) -> dict[str, Any]:
     return change_champion(c, owner, model, version, body.reason, who, "promote")
 
 
 @router.post("/rollback", response_class=SafeJSONResponse)
 def rollback(
-    model: ModelName, body: Rollback, c: Clients = Depends(clients), owner: str = Depends(tenant),
+    model: ModelName,
+    body: Rollback,
+    c: Clients = Depends(clients),
+    owner: str = Depends(tenant),
     who: str = Depends(caller),
 ) -> dict[str, Any]:
     c.registry.require_model(owner, model)
     champion = c.registry.champion(owner, model)
     target = body.to_version or (champion.previous if champion else None)
     if target is None:
-        raise Conflict(f"model {model!r} has no earlier champion to roll back to; "
-                       "name one with to_version")
+        raise Conflict(
+            f"model {model!r} has no earlier champion to roll back to; "
+            "name one with to_version"
+        )
     return change_champion(c, owner, model, target, body.reason, who, "rollback")
 
 
 @router.get("/audit", response_class=SafeJSONResponse)
-def audit(model: ModelName, c: Clients = Depends(clients),
-          owner: str = Depends(tenant)) -> dict[str, Any]:
+def audit(
+    model: ModelName, c: Clients = Depends(clients), owner: str = Depends(tenant)
+) -> dict[str, Any]:
     c.registry.require_model(owner, model)
     return {"model": model, "entries": c.registry.audit_log(owner, model)}
 
 
 @router.delete("/versions/{version}", response_class=SafeJSONResponse)
 def delete_version(
-    model: ModelName, version: VersionNumber, c: Clients = Depends(clients),
-    owner: str = Depends(tenant), who: str = Depends(caller),
+    model: ModelName,
+    version: VersionNumber,
+    c: Clients = Depends(clients),
+    owner: str = Depends(tenant),
+    who: str = Depends(caller),
 ) -> dict[str, Any]:
     record = c.registry.delete_version(owner, model, version)
     c.registry.audit(owner, model, "delete", who, "version deleted", version=version)
@@ -102,8 +133,16 @@ def change_champion(
         raise Conflict(f"{model} v{version} was deleted and cannot serve")
     current = c.registry.champion(owner, model)
     expected = current.version if current else None
-    champion = c.registry.promote(owner, model, version, expected=expected, reason=reason)
+    champion = c.registry.promote(
+        owner, model, version, expected=expected, reason=reason
+    )
     announce_champion(c.connection, owner, model, version)
-    c.registry.audit(owner, model, action, who, reason, version=version, previous=expected)
-    return {"model": model, "champion": champion.version, "previous": expected,
-            "since": champion.since}
+    c.registry.audit(
+        owner, model, action, who, reason, version=version, previous=expected
+    )
+    return {
+        "model": model,
+        "champion": champion.version,
+        "previous": expected,
+        "since": champion.since,
+    }
