@@ -8,9 +8,9 @@ training job, the serving task or the evaluation task it sends, at most
   every batch are appended to those received before for the model and stored
   as a new platform dataset, and a normal training job fits the model on all
   of them. The version it registers serves Moodle's predictions even when the
-  platform's evaluation would have kept the previous champion, because Moodle
-  expects every training to take effect; the version is promoted with an
-  audit entry saying so. A batch is kept only when its training succeeds, as
+  platform's evaluation would have kept the previous champion (or failed to
+  finish its report), because Moodle expects every training to take effect;
+  the version is promoted with an audit entry saying so. A batch is kept only when its training succeeds, as
   Moodle sends again a batch whose training failed.
 - Too few samples to train a job (``MIN_TRAINING_ROWS``, two of each class)
   are kept and acknowledged; the model is trained once there are enough.
@@ -309,27 +309,42 @@ class MoodleBackend:
             time.sleep(JOB_POLL_S)
 
     def _failure(self, job: JobRecord) -> str | None:
+        """Why the job gave Moodle no model; None when it registered a version.
+
+        A version whose evaluation failed (a report that took too long, say)
+        was fitted all the same, and serves Moodle.
+        """
+        if job.status.finished and job.version is not None:
+            return None
         if job.status is JobStatus.FAILED:
             return f"training job {job.id} of {job.model} failed: {job.error}"
-        if not job.status.finished or job.version is None:
-            return (
-                f"training job {job.id} of {job.model} is still {job.status.value} "
-                f"after {self.settings.moodle_wait_s:g} s (MOODLE_WAIT_S); its "
-                "samples will come again with Moodle's next training"
-            )
-        return None
+        return (
+            f"training job {job.id} of {job.model} is still {job.status.value} "
+            f"after {self.settings.moodle_wait_s:g} s (MOODLE_WAIT_S); its "
+            "samples will come again with Moodle's next training"
+        )
 
     def _serve(self, caller: Caller, record: MoodleModel, job: JobRecord) -> list[str]:
         """Make the job's version the champion if its evaluation did not."""
         if job.status is JobStatus.DEPLOYED or job.version is None:
             return []
-        why = (job.decision or {}).get("reason", "not promoted")
+        if job.status is JobStatus.FAILED:
+            why = f"its evaluation failed: {job.error}"
+        else:
+            why = (job.decision or {}).get("reason", "not promoted")
+        note = (
+            f"{record.model} v{job.version} serves Moodle although the platform's "
+            f"evaluation did not promote it ({why})"
+        )
         reason = (
             f"Moodle backend: the training on all {record.samples} samples "
             f"received serves Moodle, which expects every training to take "
-            f"effect (the evaluation had decided: {why})"
+            f"effect ({why})"
         )
         for _ in range(PROMOTION_ATTEMPTS):
+            champion = self.c.registry.champion(caller.tenant, record.model)
+            if champion is not None and champion.version == job.version:
+                break
             try:
                 change_champion(
                     self.c,
@@ -343,10 +358,7 @@ class MoodleBackend:
             except Conflict:
                 continue
             break
-        return [
-            f"{record.model} v{job.version} serves Moodle although the platform's "
-            f"evaluation would not have promoted it: {why}"
-        ]
+        return [note]
 
     # --- prediction ---------------------------------------------------------
 
