@@ -10,8 +10,9 @@ training job, the serving task or the evaluation task it sends, at most
   of them. The version it registers serves Moodle's predictions even when the
   platform's evaluation would have kept the previous champion (or failed to
   finish its report), because Moodle expects every training to take effect;
-  the version is promoted with an audit entry saying so. A batch is kept only when its training succeeds, as
-  Moodle sends again a batch whose training failed.
+  the version is promoted with an audit entry saying so. A batch is kept only
+  when its training succeeds, as Moodle sends again a batch whose training
+  failed.
 - Too few samples to train a job (``MIN_TRAINING_ROWS``, two of each class)
   are kept and acknowledged; the model is trained once there are enough.
 - Algorithm: logistic regression below ``LARGE_DATASET_ROWS`` samples,
