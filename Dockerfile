@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1.7
 # One image for every service. Its command names the service:
-#   docker run IMAGE gateway | training | evaluation | serving
+#   docker run IMAGE gateway | moodle | training | evaluation | serving
 # and anything else runs as given (e.g. `python -m scripts.probe ...`).
 # Built by `docker compose build`; see README.md, "Deploying".
 
@@ -48,6 +48,10 @@ case "$service" in
   gateway)
     exec uvicorn services.gateway.app:app --host 0.0.0.0 --port "${GATEWAY_PORT:-8000}" \
       --no-access-log --timeout-graceful-shutdown "${GATEWAY_SHUTDOWN_S:-25}" "$@" ;;
+  moodle)
+    exec uvicorn services.gateway.moodle.app:app --host 0.0.0.0 \
+      --port "${MOODLE_BACKEND_PORT:-5050}" --no-access-log \
+      --timeout-graceful-shutdown "${GATEWAY_SHUTDOWN_S:-25}" "$@" ;;
   training|evaluation|serving)
     exec celery -A "services.${service}.worker" worker -Q "$service" -n "${service}@%h" \
       --loglevel "${LOG_LEVEL:-INFO}" --without-gossip --without-mingle \
@@ -61,13 +65,14 @@ ENV PATH=/opt/eduml/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     HOME=/tmp \
-    GATEWAY_PORT=8000
+    GATEWAY_PORT=8000 \
+    MOODLE_BACKEND_PORT=5050
 WORKDIR /tmp
 USER 10001:10001
-EXPOSE 8000
+EXPOSE 8000 5050
 
-# The service this container runs is healthy: the gateway answers /readyz, a
-# worker's heartbeat is in Redis. Compose and Kubernetes set their own probes.
+# The service this container runs is healthy: the gateway (or the Moodle
+# backend) answers /readyz, a worker's heartbeat is in Redis. Compose and Kubernetes set their own probes.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
   CMD ["python", "-m", "scripts.probe", "service"]
 

@@ -4,8 +4,9 @@
 key a worker's main process rewrites every few seconds in Redis (see
 ``shared/queues.py``); ``%h`` is expanded to this host's name exactly as
 Celery expands it in ``-n``. ``python -m scripts.probe gateway`` asks the
-gateway on this host for ``/readyz`` (or ``--path /healthz``).
-``python -m scripts.probe service`` checks whichever of the two the
+gateway on this host for ``/readyz`` (or ``--path /healthz``); with
+``--port 5050``, the Moodle backend app, which answers the same two paths.
+``python -m scripts.probe service`` checks whichever of these the
 container's first process is (the image's HEALTHCHECK uses it).
 
 Kubernetes exec probes, compose health checks and the image use these. The

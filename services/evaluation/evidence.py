@@ -2,19 +2,25 @@
 
 Metrics with a bootstrap interval for the primary one, calibration and the
 share of at-risk students found at a capacity (classifiers), per-group
-tables, and permutation importance of each feature.
+tables, and permutation importance of each feature, within a budget of rows,
+features and seconds (``ImportanceBudget``).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.inspection import permutation_importance
-from sklearn.metrics import balanced_accuracy_score, r2_score, roc_auc_score
+from sklearn.metrics import (
+    balanced_accuracy_score,
+    get_scorer,
+    r2_score,
+    roc_auc_score,
+)
 
 from services.evaluation import fairness, uncertainty
 from services.evaluation.metrics import classification_metrics, regression_metrics
@@ -25,8 +31,8 @@ from shared.targets import CLASSIFICATION
 Metrics = dict[str, float | None]
 ScoreFn = Callable[[np.ndarray], float | None]
 
-IMPORTANCE_MAX_ROWS = 2_000
 IMPORTANCE_REPEATS = 5
+RANKED_BY = "association with the model's output"
 
 
 @dataclass
@@ -120,36 +126,221 @@ def groups_of(
     return {"table": table, "gaps": fairness.gaps(table, metrics)}
 
 
+@dataclass(frozen=True)
+class ImportanceBudget:
+    """How much permutation importance may cost (``IMPORTANCE_*`` settings)."""
+
+    max_rows: int
+    max_features: int
+    seconds: float
+
+
+Importance = list[dict[str, Any]]
+
+
 def importance(
-    pipeline: Any, version: VersionRecord, X: pd.DataFrame, y: np.ndarray, metric: str
-) -> list[dict[str, Any]]:
-    """Permutation importance on (a seeded sample of) the held-out rows."""
+    pipeline: Any,
+    version: VersionRecord,
+    X: pd.DataFrame,
+    y: np.ndarray,
+    metric: str,
+    budget: ImportanceBudget,
+) -> tuple[Importance, dict[str, Any] | None]:
+    """Permutation importance of each feature, and what it was computed on.
+
+    Each measured feature costs one prediction of the rows per repeat, so:
+    the held-out rows are sampled (seeded) down to ``budget.max_rows``; a
+    feature constant on those rows gets 0 without being measured (shuffling
+    it changes nothing); the others are measured most promising first, by
+    their association with the model's output, at most
+    ``budget.max_features`` of them, none started after ``budget.seconds``.
+    Features left over are listed last with importance None. The second
+    value, the scope, says which of these limits applied.
+    """
+    started = time.monotonic()
     names = [feature.name for feature in version.features]
-    generator = np.random.default_rng(version.seed)
-    rows = np.arange(len(X))
-    if len(rows) > IMPORTANCE_MAX_ROWS:
-        rows = np.sort(generator.choice(rows, IMPORTANCE_MAX_ROWS, replace=False))
+    rows = _importance_rows(len(X), budget.max_rows, version.seed)
+    X_rows, y_rows = X[names].iloc[rows].reset_index(drop=True), y[rows]
     scoring = metric if metric in ("roc_auc", "r2") else "balanced_accuracy"
+    scorer = get_scorer(scoring)
+    constant = [name for name in names if X_rows[name].nunique(dropna=False) <= 1]
+    candidates = [name for name in names if name not in set(constant)]
     try:
-        result = permutation_importance(
-            pipeline,
-            X[names].iloc[rows],
-            y[rows],
-            scoring=scoring,
-            n_repeats=IMPORTANCE_REPEATS,
-            random_state=version.seed,
+        ranked = _ranked(pipeline, version, X_rows, candidates)
+        measured, stopped_by = _measure(
+            pipeline, scorer, X_rows, y_rows, ranked, names, budget, version.seed
         )
     except ValueError:
-        return []
-    ranked = sorted(
-        zip(names, result.importances_mean, result.importances_std, strict=True),
-        key=lambda item: -item[1],
+        return [], None
+    unmeasured = [name for name in ranked if name not in measured]
+    scope = _scope(
+        len(rows), len(X), names, measured, constant, stopped_by, budget, started
     )
-    return [
-        {
-            "feature": name,
-            "importance": round(float(mean), 6),
-            "std": round(float(std), 6),
-        }
-        for name, mean, std in ranked
+    return _listing(measured, constant, unmeasured), scope
+
+
+def _importance_rows(n_rows: int, max_rows: int, seed: int) -> np.ndarray:
+    rows = np.arange(n_rows)
+    if n_rows <= max_rows:
+        return rows
+    generator = np.random.default_rng(seed)
+    return np.sort(generator.choice(rows, max_rows, replace=False))
+
+
+def _ranked(
+    pipeline: Any, version: VersionRecord, X: pd.DataFrame, names: list[str]
+) -> list[str]:
+    """``names``, most associated with the model's output first (a cheap guess)."""
+    output = _model_output(pipeline, version, X)
+    strength = {name: _association(X[name], output) for name in names}
+    return sorted(names, key=lambda name: -strength[name])
+
+
+def _model_output(pipeline: Any, version: VersionRecord, X: pd.DataFrame) -> np.ndarray:
+    """One column per class probability (one for two classes), or the prediction."""
+    if version.task == CLASSIFICATION and version.has_proba:
+        proba = np.asarray(pipeline.predict_proba(X), dtype=float)
+        return proba[:, 1:] if proba.shape[1] == 2 else proba
+    predicted = np.asarray(pipeline.predict(X))
+    if version.task == CLASSIFICATION:
+        return pd.get_dummies(pd.Series(predicted).astype(str)).to_numpy(dtype=float)
+    return predicted.astype(float).reshape(-1, 1)
+
+
+def _association(values: pd.Series, output: np.ndarray) -> float:
+    """How strongly ``output`` varies with a feature: |correlation| or its ratio.
+
+    A number counts by its value and by whether it is missing; a category by
+    the share of the output's variance its groups explain (correlation ratio).
+    """
+    if pd.api.types.is_numeric_dtype(values):
+        numbers = values.astype(float)
+        parts = [numbers.fillna(numbers.median()), numbers.isna().astype(float)]
+        return max(_correlation(part.to_numpy(), output) for part in parts)
+    groups = values.astype(str).to_numpy()
+    return max(_correlation_ratio(groups, column) for column in output.T)
+
+
+def _correlation(x: np.ndarray, output: np.ndarray) -> float:
+    x = x - x.mean()
+    centred = output - output.mean(axis=0)
+    scale = np.sqrt((x**2).sum() * (centred**2).sum(axis=0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.abs(x @ centred) / scale
+    return float(np.nan_to_num(r, nan=0.0).max(initial=0.0))
+
+
+def _correlation_ratio(groups: np.ndarray, output: np.ndarray) -> float:
+    total = ((output - output.mean()) ** 2).sum()
+    if total == 0:
+        return 0.0
+    frame = pd.DataFrame({"group": groups, "output": output})
+    means = frame.groupby("group")["output"].agg(["mean", "size"])
+    between = (means["size"] * (means["mean"] - output.mean()) ** 2).sum()
+    return float(np.sqrt(between / total))
+
+
+def _measure(
+    pipeline: Any,
+    scorer: Callable[..., float],
+    X: pd.DataFrame,
+    y: np.ndarray,
+    ranked: list[str],
+    names: list[str],
+    budget: ImportanceBudget,
+    seed: int,
+) -> tuple[dict[str, tuple[float, float]], str | None]:
+    """Mean and std of the score's drop per feature, in rank order, within budget.
+
+    Each feature's shuffles come from the seed and its position among the
+    version's features, so its figure does not depend on which others were
+    measured.
+    """
+    started = time.monotonic()
+    baseline = scorer(pipeline, X, y)
+    measured: dict[str, tuple[float, float]] = {}
+    for name in ranked:
+        if len(measured) >= budget.max_features:
+            return measured, "IMPORTANCE_MAX_FEATURES"
+        if time.monotonic() - started > budget.seconds:
+            return measured, "IMPORTANCE_BUDGET_S"
+        generator = np.random.default_rng([seed, names.index(name)])
+        column = X[name].to_numpy()
+        drops = [
+            baseline
+            - scorer(
+                pipeline, X.assign(**{name: column[generator.permutation(len(X))]}), y
+            )
+            for _ in range(IMPORTANCE_REPEATS)
+        ]
+        measured[name] = (float(np.mean(drops)), float(np.std(drops)))
+    return measured, None
+
+
+def _listing(
+    measured: dict[str, tuple[float, float]],
+    constant: list[str],
+    unmeasured: list[str],
+) -> Importance:
+    """Measured features by importance, then the constant ones, then the rest."""
+    ranked = sorted(measured.items(), key=lambda item: -item[1][0])
+    listing: Importance = [
+        {"feature": name, "importance": round(mean, 6), "std": round(std, 6)}
+        for name, (mean, std) in ranked
     ]
+    listing += [{"feature": name, "importance": 0.0, "std": 0.0} for name in constant]
+    listing += [
+        {"feature": name, "importance": None, "std": None} for name in unmeasured
+    ]
+    return listing
+
+
+def _scope(
+    rows: int,
+    held_out: int,
+    names: list[str],
+    measured: dict[str, tuple[float, float]],
+    constant: list[str],
+    stopped_by: str | None,
+    budget: ImportanceBudget,
+    started: float,
+) -> dict[str, Any]:
+    """What importance was computed on, with a sentence for people."""
+    unmeasured = len(names) - len(measured) - len(constant)
+    sampled = rows < held_out
+    parts = [
+        f"on a seeded sample of {rows} of the {held_out} held-out rows "
+        "(IMPORTANCE_MAX_ROWS)"
+        if sampled
+        else f"on all {held_out} held-out rows"
+    ]
+    if constant:
+        parts.append(
+            f"{len(constant)} features constant on those rows have importance 0 "
+            "without being shuffled"
+        )
+    if unmeasured:
+        limit = (
+            f"IMPORTANCE_MAX_FEATURES, {budget.max_features}"
+            if stopped_by == "IMPORTANCE_MAX_FEATURES"
+            else f"IMPORTANCE_BUDGET_S, {budget.seconds:g} s"
+        )
+        parts.append(
+            f"{len(measured)} of the other {len(measured) + unmeasured} features "
+            f"were measured, ranked by {RANKED_BY}; {unmeasured} were not ({limit})"
+        )
+    return {
+        "rows": rows,
+        "held_out_rows": held_out,
+        "sampled": sampled,
+        "features": len(names),
+        "measured": len(measured),
+        "constant": len(constant),
+        "not_measured": unmeasured,
+        "ranked_by": RANKED_BY,
+        "stopped_by": stopped_by if unmeasured else None,
+        "repeats": IMPORTANCE_REPEATS,
+        "seconds": round(time.monotonic() - started, 3),
+        "complete": not sampled and not unmeasured,
+        "note": "Permutation importance computed " + "; ".join(parts) + ".",
+    }

@@ -91,18 +91,28 @@ class Judged:
     groups: dict[str, Any]
 
 
+@dataclass
+class Outcome:
+    """What an evaluation concluded: the report, the decision, the job's metrics."""
+
+    report: dict[str, Any]
+    decision: Decision
+    metric: str
+    metrics: dict[str, float | None] | None
+
+
 def evaluate_version(
     clients: Clients, record: JobRecord, number: int, cost: costs.Cost
 ) -> None:
     tenant, model = record.tenant, record.model
     candidate = clients.registry.get_version(tenant, model, number)
-    held_out = load_held_out(clients, candidate)
-    judged = judge(clients, record, candidate, held_out)
+    if candidate.test_rows:
+        outcome = assess(clients, record, candidate)
+    else:
+        outcome = not_assessed(clients, record, candidate)
 
-    decision = decide_and_promote(clients, record, judged, held_out)
-
-    report = build_report(record, judged, held_out, decision)
-    clients.registry.save_report(tenant, model, number, report)
+    clients.registry.save_report(tenant, model, number, outcome.report)
+    decision = outcome.decision
     status = JobStatus.DEPLOYED if decision.promoted else JobStatus.REJECTED
     spent = cost.summary()
     costs.report(clients.connection, "evaluation", spent)
@@ -110,14 +120,80 @@ def evaluate_version(
         tenant,
         record.id,
         status,
-        metrics=judged.metrics,
-        decision=decision.public(judged.metric),
+        metrics=outcome.metrics,
+        decision=decision.public(outcome.metric),
         costs={**record.costs, "evaluation": spent},
     )
     metrics.inc(
         clients.connection, "eduml_jobs_finished_total", {"status": status.value}
     )
     log.info("evaluation job %s: %s v%d %s", record.id, model, number, status.value)
+
+
+def assess(clients: Clients, record: JobRecord, candidate: VersionRecord) -> Outcome:
+    """Score the candidate on its held-out rows, decide, promote if it passes."""
+    held_out = load_held_out(clients, candidate)
+    judged = judge(clients, record, candidate, held_out)
+    decision = decide_and_promote(clients, record, judged, held_out)
+    report = build_report(record, judged, held_out, decision)
+    return Outcome(report, decision, judged.metric, judged.metrics)
+
+
+def not_assessed(
+    clients: Clients, record: JobRecord, candidate: VersionRecord
+) -> Outcome:
+    """A version fitted on every row (a job with ``hold_out`` off) is not promoted.
+
+    No row was kept aside to score it on, so no gate can be checked; the
+    report says so. The Moodle backend, which asks for such jobs for sets
+    too small to split, serves the version all the same.
+    """
+    metric = primary_metric(
+        candidate.task, len(candidate.classes or []), candidate.has_proba
+    )
+    champion = clients.registry.champion(candidate.tenant, candidate.model)
+    train_rows = candidate.rows.get("train", 0)
+    reason = (
+        f"not evaluated: v{candidate.version} was fitted on all {train_rows} "
+        "labelled rows and none were held out to score it on (too few to split)"
+    )
+    decision = Decision(
+        promoted=False,
+        reasons=[reason],
+        champion=Comparison(version=champion.version if champion else None),
+    )
+    request = record.request
+    report = {
+        "model": candidate.model,
+        "version": candidate.version,
+        "job_id": candidate.job_id,
+        "task": candidate.task,
+        "primary_metric": metric,
+        "metrics": None,
+        "intervals": {},
+        "baseline": None,
+        "calibration": None,
+        "capacity": None,
+        "groups": {},
+        "group_gaps": {},
+        "group_columns": request.group_columns,
+        "min_group_size": request.min_group_size,
+        "importance": [],
+        "importance_scope": None,
+        "gates": request.gates.model_dump(),
+        "decision": decision.public(metric),
+        "validation": {
+            "scheme": "none: fitted on every labelled row, none held out",
+            "test_fraction": 0.0,
+            "seed": candidate.seed,
+            "stratified": False,
+            "rows": candidate.rows,
+        },
+        "selection": candidate.selection,
+        "tuning": candidate.tuning,
+        "evaluated_at": now_iso(),
+    }
+    return Outcome(report, decision, metric, None)
 
 
 def judge(
@@ -268,6 +344,16 @@ def build_report(
     extras = evidence.classifier_extras(
         version, held_out.y, judged.out, request.capacity
     )
+    importance, importance_scope = evidence.importance(
+        judged.pipeline,
+        version,
+        held_out.X,
+        held_out.y,
+        judged.metric,
+        importance_budget(),
+    )
+    if importance_scope and not importance_scope["complete"]:
+        log.info("evaluation job %s: %s", record.id, importance_scope["note"].lower())
     return {
         "model": version.model,
         "version": version.version,
@@ -287,9 +373,8 @@ def build_report(
         "group_gaps": judged.groups["gaps"],
         "group_columns": request.group_columns,
         "min_group_size": request.min_group_size,
-        "importance": evidence.importance(
-            judged.pipeline, version, held_out.X, held_out.y, judged.metric
-        ),
+        "importance": importance,
+        "importance_scope": importance_scope,
         "gates": request.gates.model_dump(),
         "decision": decision.public(judged.metric),
         "validation": {
@@ -309,3 +394,11 @@ def build_report(
         "tuning": version.tuning,
         "evaluated_at": now_iso(),
     }
+
+
+def importance_budget() -> evidence.ImportanceBudget:
+    return evidence.ImportanceBudget(
+        max_rows=settings.importance_max_rows,
+        max_features=settings.importance_max_features,
+        seconds=settings.importance_budget_s,
+    )

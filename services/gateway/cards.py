@@ -71,6 +71,7 @@ def card(
         "capacity": report.get("capacity"),
         "groups": report.get("groups", {}),
         "importance": report.get("importance", []),
+        "importance_scope": report.get("importance_scope"),
         "decision": report.get("decision"),
         "limitations": LIMITATIONS,
         "history": history,
@@ -91,7 +92,9 @@ def markdown(document: dict[str, Any]) -> str:
     lines += _data_section(document)
     lines += _metrics_section(document)
     lines += _groups_section(document["groups"])
-    lines += _importance_section(document["importance"])
+    lines += _importance_section(
+        document["importance"], document.get("importance_scope")
+    )
     lines += ["## Limitations", ""] + [f"- {text}" for text in document["limitations"]]
     lines += ["", "## Decision history", ""] + _history_lines(document)
     return "\n".join(lines) + "\n"
@@ -180,7 +183,9 @@ def _groups_section(groups: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _importance_section(importance: list[dict[str, Any]]) -> list[str]:
+def _importance_section(
+    importance: list[dict[str, Any]], scope: dict[str, Any] | None
+) -> list[str]:
     if not importance:
         return []
     lines = [
@@ -190,8 +195,12 @@ def _importance_section(importance: list[dict[str, Any]]) -> list[str]:
         "",
     ]
     lines += [
-        f"- `{item['feature']}`: {_num(item['importance'])}" for item in importance
+        f"- `{item['feature']}`: {_num(item['importance'])}"
+        for item in importance
+        if item["importance"] is not None
     ]
+    if scope and not scope.get("complete", True):
+        lines += ["", str(scope["note"])]
     return lines + [""]
 
 

@@ -26,11 +26,15 @@ def check_job(
     min_rows: int,
     protected: list[str],
     model_gates: Gates | None,
+    min_per_class: int = MIN_ROWS_PER_CLASS,
 ) -> JobRequest:
     """The request completed with defaults, or InvalidInput naming the problem.
 
     ``protected`` is the tenant's deny-list of attributes that may never be
     features; ``model_gates`` the gates stored on the model, if any.
+    ``min_rows`` and ``min_per_class`` are the labelled rows a job needs, in
+    all and of each class; ``/v1`` always asks for ``MIN_TRAINING_ROWS`` and
+    ``MIN_ROWS_PER_CLASS`` (only the Moodle backend trains on fewer).
     """
     target = _target_column(request, schema)
     id_column = _id_column(request, schema, target)
@@ -41,7 +45,7 @@ def check_job(
         ColumnInfo(target.name, target.type, target.missing, target.distinct)
     )
     if task == CLASSIFICATION:
-        _check_classes(target)
+        _check_classes(target, min_per_class)
     else:
         _check_numeric(target)
     _check_rows(target, schema, min_rows)
@@ -177,7 +181,7 @@ def _features(
     return features
 
 
-def _check_classes(target: ColumnSchema) -> None:
+def _check_classes(target: ColumnSchema, min_per_class: int) -> None:
     if target.distinct > MAX_CLASSES:
         raise InvalidInput(
             f"target column {target.name!r} has {target.distinct} classes; "
@@ -192,11 +196,11 @@ def _check_classes(target: ColumnSchema) -> None:
             "classification needs at least two"
         )
     smallest = min(counts, key=lambda value: counts[value])
-    if counts[smallest] < MIN_ROWS_PER_CLASS:
+    if counts[smallest] < min_per_class:
         raise InvalidInput(
             f"smallest class {smallest!r} of target column {target.name!r} has "
             f"{counts[smallest]} row; training and testing need at least "
-            f"{MIN_ROWS_PER_CLASS} per class"
+            f"{min_per_class} per class"
         )
 
 

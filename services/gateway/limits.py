@@ -5,25 +5,45 @@ is counted as it arrives: the moment it passes the limit the 413 is sent and
 the application is told the client went away, so it stops reading. Whatever
 the application answers to that is dropped. (Raising from ``receive`` would
 not do: FastAPI turns any error met while reading a body into a 400.)
+
+The 413 itself comes from ``refusal``, given the path and a message, so that
+each protocol served answers in its own error shape (the platform's
+``{"error": {"code", "message"}}`` unless told otherwise).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-import orjson
 from starlette.requests import ClientDisconnect
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.gateway.responses import error_body
+from services.gateway.responses import SafeJSONResponse, error_body
 
 DISCONNECT: Message = {"type": "http.disconnect"}
+TOO_LARGE = 413
+
+Refusal = Callable[[str, str], Response]
+
+
+def platform_refusal(path: str, message: str) -> Response:
+    """The platform's own 413: ``{"error": {"code": "payload_too_large", ...}}``."""
+    return SafeJSONResponse(
+        error_body("payload_too_large", message), status_code=TOO_LARGE
+    )
 
 
 class BodyLimit:
-    def __init__(self, app: ASGIApp, limit_for: Callable[[str], int]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        limit_for: Callable[[str], int],
+        refusal: Refusal = platform_refusal,
+    ) -> None:
         self.app = app
         self.limit_for = limit_for
+        self.refusal = refusal
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -32,7 +52,7 @@ class BodyLimit:
         path, limit = scope["path"], self.limit_for(scope["path"])
         declared = _content_length(scope)
         if declared is not None and declared > limit:
-            await _refuse(send, path, limit, f"{declared} bytes declared")
+            await self._refuse(send, path, limit, f"{declared} bytes declared")
             return
         received = 0
         started = over = refused = False
@@ -49,7 +69,7 @@ class BodyLimit:
                     if not started:
                         refused = True
                         sent = f"more than {limit} bytes sent"
-                        await _refuse(send, path, limit, sent)
+                        await self._refuse(send, path, limit, sent)
                     return DISCONNECT
             return message
 
@@ -66,6 +86,20 @@ class BodyLimit:
             if not refused:
                 raise
 
+    async def _refuse(self, send: Send, path: str, limit: int, received: str) -> None:
+        message = (
+            f"request body for {path} exceeds the limit of {limit} bytes ({received})"
+        )
+        answer = self.refusal(path, message)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": TOO_LARGE,
+                "headers": [*answer.raw_headers, (b"connection", b"close")],
+            }
+        )
+        await send({"type": "http.response.body", "body": answer.body})
+
 
 def _content_length(scope: Scope) -> int | None:
     for name, value in scope["headers"]:
@@ -75,20 +109,3 @@ def _content_length(scope: Scope) -> int | None:
             except ValueError:
                 return None
     return None
-
-
-async def _refuse(send: Send, path: str, limit: int, received: str) -> None:
-    message = f"request body for {path} exceeds the limit of {limit} bytes ({received})"
-    body = orjson.dumps(error_body("payload_too_large", message))
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

@@ -219,6 +219,9 @@ def fit(frame: pd.DataFrame, record: JobRecord) -> Fitted:
 def split_rows(
     y: pd.Series, groups: pd.Series | None, request: JobRequest
 ) -> tuple[np.ndarray, np.ndarray]:
+    """Row positions to fit and to hold out; with ``hold_out`` off, all to fit."""
+    if not request.hold_out:
+        return np.arange(len(y)), np.array([], dtype=int)
     if groups is None:
         return split_indices(
             y.to_numpy(),

@@ -8,6 +8,7 @@ gives for the same students.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -357,3 +358,57 @@ def test_v2_errors_for_unknown_models_and_missing_keys(trained):
     assert no_key.status_code == 401
     assert isinstance(no_key.json()["error"], str)
     assert not_json.status_code == 400
+
+
+# --- bodies over the limit ------------------------------------------------------------
+
+JSON_LIMIT_BYTES = 10 * 1024 * 1024  # the gateway's limit for JSON bodies
+CHUNK_BYTES = 1024 * 1024
+
+
+def oversized_body() -> Iterator[bytes]:
+    """A body past the limit, streamed in chunks (no Content-Length is declared)."""
+    yield b'{"instances": ['
+    for _ in range(JSON_LIMIT_BYTES // CHUNK_BYTES + 1):
+        yield b" " * CHUNK_BYTES
+    yield b"]}"
+
+
+def post_oversized(trained: dict[str, Any], path: str, chunked: bool) -> httpx.Response:
+    body = oversized_body() if chunked else b"".join(oversized_body())
+    return httpx.post(
+        f"{trained['url']}{path}",
+        content=body,
+        headers={
+            "Authorization": f"Bearer {trained['key']}",
+            "Content-Type": "application/json",
+        },
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["declared", "chunked"])
+def test_an_oversized_mlflow_body_is_413_in_mlflows_error_shape(trained, chunked):
+    answer = post_oversized(trained, "/v1/models/risk/invocations", chunked)
+
+    assert answer.status_code == 413, answer.text
+    assert set(answer.json()) == {"error_code", "message"}
+    assert answer.json()["error_code"] == "REQUEST_LIMIT_EXCEEDED"
+    assert "exceeds the limit" in answer.json()["message"]
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["declared", "chunked"])
+def test_an_oversized_v2_body_is_413_in_v2s_error_shape(trained, chunked):
+    answer = post_oversized(trained, "/v2/models/risk/infer", chunked)
+
+    assert answer.status_code == 413, answer.text
+    assert set(answer.json()) == {"error"}
+    assert isinstance(answer.json()["error"], str)
+    assert "exceeds the limit" in answer.json()["error"]
+
+
+def test_an_oversized_v1_body_keeps_the_platforms_error_shape(trained):
+    answer = post_oversized(trained, "/v1/models/risk/predict", chunked=False)
+
+    assert answer.status_code == 413, answer.text
+    assert answer.json()["error"]["code"] == "payload_too_large"

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from services.evaluation import fairness, uncertainty
 from services.evaluation.decision import Comparison, decide
+from services.evaluation.evidence import ImportanceBudget, importance
 from services.evaluation.metrics import baseline_metrics, classification_metrics
 from services.training.tuning import tune
 from shared.jobs import Gates
+from shared.registry import ArtifactRef, FeatureSpec, VersionRecord
 
 
 def test_c15_all_majority_candidate_is_never_promoted():
@@ -159,3 +166,105 @@ def test_tuning_is_reproducible_and_keeps_groups_apart():
     assert first.params == second.params
     assert first.score == second.score
     assert first.trials == 6 and first.stopped_by == "trials"
+
+
+# --- permutation importance within a budget -------------------------------------------
+
+
+def importance_case(rows: int = 400) -> tuple[Any, VersionRecord, pd.DataFrame, Any]:
+    """A fitted classifier on 3 informative, 20 noise and 10 constant features."""
+    generator = np.random.default_rng(3)
+    informative = generator.normal(size=(rows, 3))
+    noise = generator.normal(size=(rows, 20))
+    X = pd.DataFrame(
+        np.hstack([informative, noise, np.ones((rows, 10))]),
+        columns=[f"signal{i}" for i in range(3)]
+        + [f"noise{i}" for i in range(20)]
+        + [f"constant{i}" for i in range(10)],
+    )
+    y = (informative @ [2.0, -1.5, 1.0] + generator.normal(size=rows) > 0).astype(int)
+    pipeline = make_pipeline(StandardScaler(), LogisticRegression()).fit(X, y)
+    version = VersionRecord(
+        tenant="t",
+        model="m",
+        job_id="j",
+        dataset_id="d",
+        task="classification",
+        target="y",
+        features=[FeatureSpec(name=name, type="numeric") for name in X.columns],
+        algorithm="linear",
+        seed=42,
+        classes=[0, 1],
+        has_proba=True,
+        artifact=ArtifactRef(key="k", sha256="0" * 64, bytes=1),
+        libraries={},
+        fit_seconds=0.0,
+        rows={"train": rows, "test": rows},
+        test_rows=[],
+    )
+    return pipeline, version, X, y
+
+
+def test_importance_measures_the_most_promising_features_within_the_budget():
+    pipeline, version, X, y = importance_case()
+    budget = ImportanceBudget(max_rows=10_000, max_features=5, seconds=600)
+
+    listing, scope = importance(pipeline, version, X, y, "roc_auc", budget)
+
+    values = {item["feature"]: item["importance"] for item in listing}
+    assert [item["feature"] for item in listing[:3]] == [
+        "signal0",
+        "signal1",
+        "signal2",
+    ]
+    assert sum(value is not None for value in values.values()) == 5 + 10
+    assert all(values[f"constant{i}"] == 0.0 for i in range(10))
+    assert [item["importance"] for item in listing[-18:]] == [None] * 18
+    assert scope is not None
+    assert (scope["measured"], scope["constant"], scope["not_measured"]) == (5, 10, 18)
+    assert scope["stopped_by"] == "IMPORTANCE_MAX_FEATURES"
+    assert not scope["complete"]
+    assert "5 of the other 23 features were measured" in scope["note"]
+
+
+def test_importance_samples_rows_and_keeps_each_features_figure_under_any_budget():
+    pipeline, version, X, y = importance_case()
+
+    small, sampled = importance(
+        pipeline, version, X, y, "roc_auc", ImportanceBudget(100, 2, 600)
+    )
+    large, _ = importance(
+        pipeline, version, X, y, "roc_auc", ImportanceBudget(100, 50, 600)
+    )
+
+    assert sampled is not None and sampled["sampled"] and sampled["rows"] == 100
+    assert "a seeded sample of 100 of the 400 held-out rows" in sampled["note"]
+    by_feature = {item["feature"]: item for item in large}
+    assert all(by_feature[item["feature"]] == item for item in small[:2])
+
+
+def test_importance_starts_no_feature_after_its_time_budget():
+    pipeline, version, X, y = importance_case()
+
+    _, scope = importance(
+        pipeline, version, X, y, "roc_auc", ImportanceBudget(10_000, 50, 1e-9)
+    )
+
+    assert scope is not None
+    assert scope["measured"] <= 1
+    assert scope["stopped_by"] == "IMPORTANCE_BUDGET_S"
+    assert "IMPORTANCE_BUDGET_S" in scope["note"]
+
+
+def test_importance_within_budget_is_complete_and_says_so():
+    pipeline, version, X, y = importance_case()
+
+    listing, scope = importance(
+        pipeline, version, X, y, "roc_auc", ImportanceBudget(10_000, 50, 600)
+    )
+
+    assert scope is not None and scope["complete"]
+    assert all(item["importance"] is not None for item in listing)
+    assert scope["note"].startswith(
+        "Permutation importance computed on all 400 held-out rows"
+    )

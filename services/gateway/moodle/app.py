@@ -17,7 +17,10 @@ is set). What Moodle expects of the HTTP layer, and this app does:
   no data, 4 low score, 8 not enough data), since Moodle treats any other
   HTTP status as a failure of the server itself.
 - ``/export`` of an untrained model is a 503; ``/import`` and
-  ``/deletemodel`` answer ``Ok``.
+  ``/deletemodel`` answer ``Ok``; a body over ``MAX_UPLOAD_BYTES`` is a 413
+  in plain text.
+- ``GET /healthz`` and ``GET /readyz``, the gateway's own probes (no
+  credentials; ready while Redis and S3 answer), are there for containers.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from services.gateway.moodle.backend import GENERAL_ERROR, Caller, MoodleBackend
 from services.gateway.moodle.store import clean_id
 from services.gateway.moodle.users import MoodleUser, Refused, authenticate, parse_users
 from services.gateway.responses import SafeJSONResponse
+from services.gateway.routes import health
 from shared.clients import get_clients
 from shared.errors import NotFound, PlatformError
 from shared.logs import configure_logging
@@ -115,8 +119,11 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url=None,
         openapi_url=None,
     )
-    api.add_middleware(BodyLimit, limit_for=lambda _: settings.max_upload_bytes)
+    api.add_middleware(
+        BodyLimit, limit_for=lambda _: settings.max_upload_bytes, refusal=_too_large
+    )
     add_error_handlers(api)
+    api.include_router(health.router)
 
     async def caller_of(request: Request) -> Caller:
         if not users:
@@ -246,6 +253,11 @@ async def _status_json(call: Callable[..., dict[str, Any]], *args: Any) -> Respo
         log.warning("moodle backend: %s", error.message)
         answer = {"status": GENERAL_ERROR, "info": [error.message]}
     return SafeJSONResponse(answer)
+
+
+def _too_large(path: str, message: str) -> Response:
+    """A 413 in plain text, as every error of this app."""
+    return PlainTextResponse(message, status_code=413)
 
 
 def _zip(data: bytes, name: str) -> Response:

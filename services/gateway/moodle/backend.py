@@ -13,11 +13,17 @@ training job, the serving task or the evaluation task it sends, at most
   the version is promoted with an audit entry saying so. A batch is kept only
   when its training succeeds, as Moodle sends again a batch whose training
   failed.
-- Too few samples to train a job (``MIN_TRAINING_ROWS``, two of each class)
-  are kept and acknowledged; the model is trained once there are enough.
+- Fewer samples than a normal job needs (``MIN_TRAINING_ROWS``, two of each
+  class) are trained all the same, as the reference backend trains on
+  anything it receives: a logistic regression fitted on every sample, none
+  held out, so the platform registers the version without evaluating it.
+  The platform's own job checks stay as strict for ``/v1``.
 - Algorithm: logistic regression below ``LARGE_DATASET_ROWS`` samples,
-  histogram gradient boosting from there on; classes unweighted, since Moodle
-  acts on the most likely class. Evaluation uses the same rule.
+  histogram gradient boosting from there on, classes weighted as
+  ``balanced``. Moodle's targets are rare events (the students at risk, a
+  few in ten), and Moodle ignores the predictions of the common class:
+  unweighted, the model would mostly predict that class and flag almost
+  nobody. Evaluation uses the same rule.
 - Export gives a zip of the samples and the algorithm; import trains the
   same model again from them through a training job, so no uploaded pickle is
   ever loaded (a zip from ``/export`` carries the model's training samples:
@@ -33,7 +39,7 @@ import math
 import time
 import zipfile
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -75,7 +81,12 @@ NOT_TRAINED = "Provided model have not been trained yet"
 LARGE_DATASET_ROWS = 1_000
 LINEAR: Algorithm = "linear"
 BOOSTING: Algorithm = "hist_gradient_boosting"
+# Moodle's targets are imbalanced; see the module docstring.
+CLASS_WEIGHT: Literal["balanced"] = "balanced"
 MIN_PER_CLASS = 2
+# A set too small for a normal job is fitted on every sample: one of each class.
+TINY_MIN_ROWS = 1
+TINY_MIN_PER_CLASS = 1
 JOB_POLL_S = 1.0
 MAX_ITERATIONS = 100
 PROMOTION_ATTEMPTS = 3
@@ -148,25 +159,16 @@ class MoodleBackend:
         schema = self._save_samples(caller.tenant, record, X, y)
         record.dataset_id, record.samples = schema.id, len(y)
         record.batches += 1
-        if not self._enough(y):
-            self.store.put(caller.tenant, record, etag)
-            return {
-                "status": OK,
-                "info": [],
-                "model": record.model,
-                "notes": [
-                    f"{len(y)} samples kept; {record.model} is trained once "
-                    f"there are {self.settings.min_training_rows} or more with "
-                    f"{MIN_PER_CLASS} of each class"
-                ],
-            }
 
-        algorithm = algorithm or algorithm_for(len(y))
-        job = self._run_job(caller.tenant, record, schema, algorithm)
+        tiny = not self._enough(y)
+        algorithm = LINEAR if tiny else algorithm or algorithm_for(len(y))
+        job = self._run_job(caller.tenant, record, schema, algorithm, tiny)
         failure = self._failure(job)
         if failure:
             return {"status": GENERAL_ERROR, "info": [failure], "model": record.model}
         notes = self._serve(caller, record, job)
+        if tiny:
+            notes.insert(0, self._tiny_note(len(y)))
         record.version, record.job_id, record.algorithm = job.version, job.id, algorithm
         self.store.put(caller.tenant, record, etag)
         log.info(
@@ -247,9 +249,17 @@ class MoodleBackend:
         return self.c.datasets.save(tenant, identity, parsed, None)
 
     def _enough(self, y: np.ndarray) -> bool:
+        """Whether the samples make a normal job: rows to fit and rows to test."""
         counts = np.unique(y, return_counts=True)[1]
         return (
             len(y) >= self.settings.min_training_rows and counts.min() >= MIN_PER_CLASS
+        )
+
+    def _tiny_note(self, samples: int) -> str:
+        return (
+            f"fitted on all {samples} samples, none held out to evaluate it: a "
+            f"normal job needs {self.settings.min_training_rows} or more with "
+            f"{MIN_PER_CLASS} of each class (MIN_TRAINING_ROWS)"
         )
 
     def _run_job(
@@ -258,7 +268,9 @@ class MoodleBackend:
         record: MoodleModel,
         schema: DatasetSchema,
         algorithm: Algorithm,
+        tiny: bool = False,
     ) -> JobRecord:
+        """Run a training job on the samples; ``tiny`` fits them all, none held out."""
         # A feature with no value in any sample (an indicator Moodle never could
         # calculate) teaches nothing; the version leaves it out.
         observed = [
@@ -273,16 +285,19 @@ class MoodleBackend:
             task="classification",
             features=observed or record.features,
             algorithm=algorithm,
-            class_weight="none",
+            class_weight=CLASS_WEIGHT,
         )
         protected = get_policy(self.c.storage, tenant).protected_attributes
         request = check_job(
             body,
             schema,
-            self.settings.min_training_rows,
+            TINY_MIN_ROWS if tiny else self.settings.min_training_rows,
             protected,
             model_gates(self.c.storage, tenant, record.model),
+            min_per_class=TINY_MIN_PER_CLASS if tiny else MIN_PER_CLASS,
         )
+        if tiny:
+            request = request.model_copy(update={"hold_out": False})
         job = self.c.jobs.create(tenant, request)
         try:
             dispatch(

@@ -82,6 +82,21 @@ class MlflowError(Exception):
         return SafeJSONResponse(body, status_code=self.status)
 
 
+def serves(path: str) -> bool:
+    """Whether ``path`` is MLflow's route, ``/v1/models/{model}/invocations``."""
+    parts = path.rstrip("/").split("/")
+    return (
+        len(parts) == 5
+        and parts[:3] == ["", "v1", "models"]
+        and parts[4] == "invocations"
+    )
+
+
+def too_large(path: str, message: str) -> Response:
+    """A body over the gateway's limit (see limits.py), as MLflow says it."""
+    return MlflowError(message, ERROR_CODES[413], 413).response()
+
+
 class MlflowRoute(APIRoute):
     """Every error of the route, authentication included, in MLflow's form."""
 

@@ -130,6 +130,16 @@ def _error(message: str, status: int) -> SafeJSONResponse:
     return SafeJSONResponse({"error": message}, status_code=status)
 
 
+def serves(path: str) -> bool:
+    """Whether ``path`` is one of this protocol's routes (under ``/v2``)."""
+    return path == "/v2" or path.startswith("/v2/")
+
+
+def too_large(path: str, message: str) -> Response:
+    """A body over the gateway's limit (services/gateway/limits.py), as V2 says it."""
+    return _error(message, 413)
+
+
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": V2ErrorBody, "description": meaning}
     for status, meaning in {

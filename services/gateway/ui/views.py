@@ -32,7 +32,9 @@ STATE_COLORS = {
     JobStatus.QUEUED.value: "#9aa5b1",
     JobStatus.TRAINING.value: "#0072B2",
     JobStatus.EVALUATING.value: "#CC79A7",
+    JobStatus.SCORING.value: "#56B4E9",
     JobStatus.DEPLOYED.value: "#009E73",
+    JobStatus.DONE.value: "#009E73",
     JobStatus.REJECTED.value: "#E69F00",
     JobStatus.FAILED.value: "#D55E00",
 }
@@ -308,6 +310,7 @@ def evidence(row: dict[str, Any]) -> dict[str, Any]:
         "groups": group_plots(report, task),
         "gaps": report.get("group_gaps") or {},
         "importance": importance_plot(report.get("importance") or []),
+        "importance_scope": report.get("importance_scope") or {},
         "decision": report.get("decision") or {},
         "validation": report.get("validation") or {},
         "evaluated_at": report.get("evaluated_at"),
