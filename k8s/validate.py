@@ -12,7 +12,8 @@ A rendered overlay (each positional file) must then also hold what the
 platform relies on, read from the code in shared/ and services/ rather than
 restated here:
 
-- every worker queue has a Deployment running its worker and a KEDA
+- every worker queue has a Deployment running the worker that consumes it
+  (``WORKER_QUEUES``: the serving worker also consumes ``batch``) and a KEDA
   ScaledObject with a redis trigger on the queue's real list name, and the
   Celery app gives no task a priority (so kombu's priority sub-lists stay empty);
 - training and serving keep at least one replica;
@@ -21,8 +22,9 @@ restated here:
   security context; every such workload has a PodDisruptionBudget;
 - the gateway has an HPA and reads ADMIN_API_KEY from the Secret with
   ``optional: false``, as every Secret reference is;
-- a worker's grace period outlasts its task's hard time limit (warm shutdown
-  lets the running task finish), and its pool memory limit fits the container;
+- a worker's grace period outlasts the hard time limit of the longest task of
+  its queues (warm shutdown lets the running task finish), and its pool
+  memory limit fits the container;
 - a Job that creates the bucket creates the one in the ConfigMap.
 
 Prints one line per file and every problem found; exits 1 if there is one.
@@ -44,7 +46,7 @@ import kubernetes_validate
 import yaml
 
 from shared import keys
-from shared.celery_app import QUEUES, app
+from shared.celery_app import QUEUES, WORKER_QUEUES, app
 from shared.settings import Settings
 
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
@@ -72,6 +74,7 @@ TASK_MODULES = {
     "training": ("services.training.tasks", "train", "training_time_limit_s"),
     "evaluation": ("services.evaluation.tasks", "evaluate", "evaluation_time_limit_s"),
     "serving": ("services.serving.tasks", "predict", "serving_time_limit_s"),
+    "batch": ("services.serving.batch", "score", "batch_time_limit_s"),
 }
 UNITS = {
     "Ki": 1 / 1024,
@@ -157,13 +160,19 @@ class Render:
         return dict(maps[0].get("data", {})) if maps else {}
 
     def workers(self) -> dict[str, dict[str, Any]]:
-        """The Deployment of each queue, found by the service its container runs."""
+        """The Deployment of each worker, found by the service its container runs
+        (a worker is named after its first queue)."""
         found = {}
         for deployment in self.of_kind("Deployment"):
             args = pod_spec(deployment)["containers"][0].get("args", [])
-            if args and args[0] in QUEUES:
+            if args and args[0] in WORKER_QUEUES:
                 found[args[0]] = deployment
         return found
+
+
+def worker_of(queue: str) -> str:
+    """The worker that consumes ``queue``."""
+    return next(worker for worker, queues in WORKER_QUEUES.items() if queue in queues)
 
 
 def pod_spec(workload: dict[str, Any]) -> dict[str, Any]:
@@ -282,7 +291,8 @@ def check_queues(render: Render, report: Report) -> None:
         for so in render.of_kind("ScaledObject")
     }
     for queue in QUEUES:
-        deployment = workers.get(queue)
+        worker = worker_of(queue)
+        deployment = workers.get(worker)
         if deployment is None:
             report.add(None, f"no Deployment runs the worker of queue {queue!r}")
             continue
@@ -291,9 +301,9 @@ def check_queues(render: Render, report: Report) -> None:
         probe = " ".join(
             container.get("livenessProbe", {}).get("exec", {}).get("command", [])
         )
-        if f"{queue}@%h" not in probe:
+        if f"{worker}@%h" not in probe:
             report.add(
-                deployment, f"its probe does not check the worker {queue}@%h: {probe}"
+                deployment, f"its probe does not check the worker {worker}@%h: {probe}"
             )
         scaled_object = scaled.get(name)
         if scaled_object is None:
@@ -419,18 +429,22 @@ def check_shutdown(render: Render, report: Report) -> None:
     config, defaults = render.config(), Settings()
     soft_shutdown = float(app.conf.worker_soft_shutdown_timeout or 0)
     longest = 0
-    for queue, deployment in render.workers().items():
-        module, task_name, setting = TASK_MODULES[queue]
-        task = getattr(__import__(module, fromlist=[task_name]), task_name)
-        soft_limit = int(config.get(setting.upper(), getattr(defaults, setting)))
-        hard_limit = soft_limit + (task.time_limit - task.soft_time_limit)
+    for worker, deployment in render.workers().items():
+        hard_limit = 0
+        for queue in WORKER_QUEUES[worker]:
+            module, task_name, setting = TASK_MODULES[queue]
+            task = getattr(__import__(module, fromlist=[task_name]), task_name)
+            soft_limit = int(config.get(setting.upper(), getattr(defaults, setting)))
+            hard_limit = max(
+                hard_limit, soft_limit + (task.time_limit - task.soft_time_limit)
+            )
         longest = max(longest, hard_limit)
         grace = pod_spec(deployment).get("terminationGracePeriodSeconds", 30)
         if grace <= hard_limit + soft_shutdown:
             report.add(
                 deployment,
-                f"grace period {grace} s does not outlast the task's "
-                f"hard time limit of {hard_limit} s",
+                f"grace period {grace} s does not outlast the hard time limit of "
+                f"{hard_limit} s of the longest task of its queues",
             )
     visibility = int(config.get("VISIBILITY_TIMEOUT_S", defaults.visibility_timeout_s))
     if visibility <= longest:

@@ -7,27 +7,53 @@ queue registers the function under the same name.
 
 from __future__ import annotations
 
+import orjson
 from celery import Celery
 from kombu import Queue
+from kombu.serialization import register
 
 from shared.settings import Settings, get_settings
 
 TRAINING_QUEUE = "training"
 EVALUATION_QUEUE = "evaluation"
 SERVING_QUEUE = "serving"
-QUEUES = (TRAINING_QUEUE, EVALUATION_QUEUE, SERVING_QUEUE)
+BATCH_QUEUE = "batch"
+QUEUES = (TRAINING_QUEUE, EVALUATION_QUEUE, SERVING_QUEUE, BATCH_QUEUE)
+
+# The queues each worker consumes, by the queue it is named after. The serving
+# worker also scores whole datasets, from a queue of their own, so that a
+# cohort scored overnight never waits in front of an interactive prediction.
+WORKER_QUEUES = {
+    TRAINING_QUEUE: (TRAINING_QUEUE,),
+    EVALUATION_QUEUE: (EVALUATION_QUEUE,),
+    SERVING_QUEUE: (SERVING_QUEUE, BATCH_QUEUE),
+}
 
 TRAIN_TASK = "training.train"
 EVALUATE_TASK = "evaluation.evaluate"
 PREDICT_TASK = "serving.predict"
 MOODLE_EVALUATE_TASK = "evaluation.moodle_evaluate"
+BATCH_TASK = "serving.batch"
 
 TASK_QUEUES = {
     TRAIN_TASK: TRAINING_QUEUE,
     EVALUATE_TASK: EVALUATION_QUEUE,
     PREDICT_TASK: SERVING_QUEUE,
     MOODLE_EVALUATE_TASK: EVALUATION_QUEUE,
+    BATCH_TASK: BATCH_QUEUE,
 }
+
+
+# Predict tasks go as orjson: rows of plain numbers and text, many a second.
+# Job tasks stay plain JSON; workers accept both.
+FAST_JSON = "orjson"
+register(
+    FAST_JSON,
+    orjson.dumps,
+    orjson.loads,
+    content_type="application/x-orjson",
+    content_encoding="utf-8",
+)
 
 
 def create_celery(settings: Settings) -> Celery:
@@ -39,7 +65,7 @@ def create_celery(settings: Settings) -> Celery:
         task_default_queue=TRAINING_QUEUE,
         task_serializer="json",
         result_serializer="json",
-        accept_content=["json"],
+        accept_content=["json", FAST_JSON],
         # A job message is acknowledged only once its task has finished, and
         # is given back to the queue when the worker running it dies.
         task_acks_late=True,

@@ -8,13 +8,20 @@ student-id column is pseudonymised before anything is stored.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
 from pydantic import BaseModel, Field
 
 from shared import keys
-from shared.datasets import ColumnInfo, ParsedTable, read_stored_csv, to_stored_csv
+from shared.datasets import (
+    ColumnInfo,
+    ParsedTable,
+    read_stored_chunks,
+    read_stored_csv,
+    to_stored_csv,
+)
 from shared.errors import InvalidInput, NotFound
 from shared.jobs import now_iso
 from shared.pseudonyms import pseudonym, tenant_key
@@ -166,6 +173,19 @@ class DatasetStore:
             ColumnInfo(c.name, c.type, c.missing, c.distinct) for c in schema.columns
         ]
         return schema, read_stored_csv(data, columns)
+
+    def read_chunks(
+        self, tenant: str, schema: DatasetSchema, names: list[str], chunk_rows: int
+    ) -> Iterator[pd.DataFrame]:
+        """The columns ``names`` of the dataset's table, ``chunk_rows`` rows at a time.
+
+        The table is fetched once, here; each chunk is parsed when it is reached.
+        """
+        data = self.storage.get_bytes(keys.dataset_table(tenant, schema.id))
+        columns = [
+            ColumnInfo(c.name, c.type, c.missing, c.distinct) for c in schema.columns
+        ]
+        return read_stored_chunks(data, columns, names, chunk_rows)
 
     def erase_student(self, tenant: str, identity: str, student_id: str) -> int:
         """Remove every row of one student from the stored table; the row count."""

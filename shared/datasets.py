@@ -42,7 +42,9 @@ import csv
 import io
 import re
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -162,19 +164,8 @@ def to_stored_csv(frame: pd.DataFrame) -> bytes:
 def read_stored_csv(data: bytes, columns: list[ColumnInfo]) -> pd.DataFrame:
     """Read ``to_stored_csv`` output back with the dtypes ``columns`` record."""
     names = [column.name for column in columns]
-    dtypes = {
-        column.name: "float64" if column.type == NUMERIC else str for column in columns
-    }
     try:
-        frame = pd.read_csv(
-            io.BytesIO(data),
-            dtype=dtypes,
-            encoding="utf-8",
-            index_col=False,
-            keep_default_na=False,
-            na_values=[""],
-            skip_blank_lines=False,
-        )
+        frame = pd.read_csv(io.BytesIO(data), **_stored_options(columns))
     except (ValueError, pd.errors.ParserError) as error:
         raise InvalidInput(f"stored table could not be read: {error}") from error
 
@@ -184,6 +175,38 @@ def read_stored_csv(data: bytes, columns: list[ColumnInfo]) -> pd.DataFrame:
             f"the dataset lists {_show(names)}"
         )
     return frame
+
+
+def read_stored_chunks(
+    data: bytes, columns: list[ColumnInfo], names: list[str], chunk_rows: int
+) -> Iterator[pd.DataFrame]:
+    """The columns ``names`` of ``to_stored_csv`` output, ``chunk_rows`` rows at a
+    time, with the dtypes ``columns`` record; each chunk is indexed from 0."""
+    try:
+        reader = pd.read_csv(
+            io.BytesIO(data),
+            usecols=names,
+            chunksize=chunk_rows,
+            **_stored_options([c for c in columns if c.name in names]),
+        )
+        for chunk in reader:
+            yield chunk[names].reset_index(drop=True)
+    except (ValueError, pd.errors.ParserError) as error:
+        raise InvalidInput(f"stored table could not be read: {error}") from error
+
+
+def _stored_options(columns: list[ColumnInfo]) -> dict[str, Any]:
+    return {
+        "dtype": {
+            column.name: "float64" if column.type == NUMERIC else str
+            for column in columns
+        },
+        "encoding": "utf-8",
+        "index_col": False,
+        "keep_default_na": False,
+        "na_values": [""],
+        "skip_blank_lines": False,
+    }
 
 
 def infer_task(column: ColumnInfo) -> str:

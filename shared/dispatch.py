@@ -12,31 +12,41 @@ import redis
 from kombu.exceptions import OperationalError
 
 from shared import keys
-from shared.celery_app import EVALUATE_TASK, TRAIN_TASK, app
-from shared.jobs import JobStatus
+from shared.celery_app import BATCH_TASK, EVALUATE_TASK, TRAIN_TASK, app
+from shared.jobs import JobKind, JobStatus
 
 log = logging.getLogger(__name__)
 
-STEPS = (JobStatus.TRAINING, JobStatus.EVALUATING)
+STEPS = (JobStatus.TRAINING, JobStatus.EVALUATING, JobStatus.SCORING)
 TASK_FOR_STATUS = {
-    JobStatus.QUEUED: TRAIN_TASK,
-    JobStatus.TRAINING: TRAIN_TASK,
-    JobStatus.EVALUATING: EVALUATE_TASK,
+    (JobKind.TRAINING, JobStatus.QUEUED): TRAIN_TASK,
+    (JobKind.TRAINING, JobStatus.TRAINING): TRAIN_TASK,
+    (JobKind.TRAINING, JobStatus.EVALUATING): EVALUATE_TASK,
+    (JobKind.BATCH, JobStatus.QUEUED): BATCH_TASK,
+    (JobKind.BATCH, JobStatus.SCORING): BATCH_TASK,
 }
 
 
 def dispatch(
-    connection: redis.Redis, tenant: str, job_id: str, status: JobStatus, ttl_s: int
+    connection: redis.Redis,
+    tenant: str,
+    job_id: str,
+    status: JobStatus,
+    ttl_s: int,
+    kind: JobKind = JobKind.TRAINING,
 ) -> None:
-    """Send the task that moves a job on from ``status``."""
+    """Send the task that moves a job of ``kind`` on from ``status``."""
     mark(connection, tenant, job_id, status, ttl_s)
-    app.send_task(TASK_FOR_STATUS[status], kwargs={"tenant": tenant, "job_id": job_id})
+    app.send_task(
+        TASK_FOR_STATUS[(kind, status)], kwargs={"tenant": tenant, "job_id": job_id}
+    )
 
 
 def hand_on(
     connection: redis.Redis, tenant: str, job_id: str, status: JobStatus, ttl_s: int
 ) -> None:
-    """Dispatch from inside a worker; if the broker is away, the reaper resends."""
+    """Dispatch a training job's next step from inside a worker; if the broker
+    is away, the reaper resends."""
     try:
         dispatch(connection, tenant, job_id, status, ttl_s)
     except (OperationalError, redis.RedisError) as error:

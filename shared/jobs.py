@@ -1,4 +1,8 @@
-"""Job records: one training request and its lifecycle, kept in S3.
+"""Job records: one request and its lifecycle, kept in S3.
+
+A job is of one of two kinds: a training job goes queued -> training ->
+evaluating -> deployed | rejected | failed; a batch job, which scores every
+row of a dataset with one version, goes queued -> scoring -> done | failed.
 
 A record is rewritten only with a conditional write on the ETag it was read
 with, so two writers never lose each other's changes. Job ids sort by
@@ -26,12 +30,19 @@ log = logging.getLogger(__name__)
 UPDATE_ATTEMPTS = 10
 
 
+class JobKind(str, Enum):
+    TRAINING = "training"
+    BATCH = "batch"
+
+
 class JobStatus(str, Enum):
     QUEUED = "queued"
     TRAINING = "training"
     EVALUATING = "evaluating"
+    SCORING = "scoring"
     DEPLOYED = "deployed"
     REJECTED = "rejected"
+    DONE = "done"
     FAILED = "failed"
 
     @property
@@ -39,7 +50,7 @@ class JobStatus(str, Enum):
         return self in FINISHED
 
 
-FINISHED = {JobStatus.DEPLOYED, JobStatus.REJECTED, JobStatus.FAILED}
+FINISHED = {JobStatus.DEPLOYED, JobStatus.REJECTED, JobStatus.DONE, JobStatus.FAILED}
 
 
 class TuningBudget(BaseModel):
@@ -106,11 +117,27 @@ class JobRequest(BaseModel):
     min_group_size: int = 30
     capacity: float = 0.1
     gates: Gates = Field(default_factory=Gates)
+    # False fits every labelled row and holds none out: the version is
+    # registered without evaluation. Only the Moodle backend asks for it, for
+    # sets too small to split; POST /v1/jobs cannot.
+    hold_out: bool = True
+
+
+class Progress(BaseModel):
+    """How many of a batch job's rows have been scored."""
+
+    rows_done: int = 0
+    rows_total: int
 
 
 class JobRecord(BaseModel):
+    """A job as stored. A batch job keeps what it scores in ``request`` (the
+    version's target, task and features, the dataset's id column), the
+    version it scores with in ``version``, and its ``progress``."""
+
     id: str
     tenant: str
+    kind: JobKind = JobKind.TRAINING
     status: JobStatus = JobStatus.QUEUED
     request: JobRequest
     version: int | None = None
@@ -124,6 +151,7 @@ class JobRecord(BaseModel):
     workers: dict[str, str] = Field(default_factory=dict)
     timestamps: dict[str, str] = Field(default_factory=dict)
     notes: list[str] = Field(default_factory=list)
+    progress: Progress | None = None
 
     @property
     def model(self) -> str:
@@ -131,8 +159,9 @@ class JobRecord(BaseModel):
 
     def public(self) -> dict[str, Any]:
         """The record as the status API shows it."""
-        return {
+        shown: dict[str, Any] = {
             "id": self.id,
+            "kind": self.kind.value,
             "status": self.status.value,
             "model": self.request.model,
             "dataset_id": self.request.dataset_id,
@@ -151,6 +180,9 @@ class JobRecord(BaseModel):
             "timestamps": self.timestamps,
             "notes": self.notes,
         }
+        if self.progress is not None:
+            shown["progress"] = self.progress.model_dump()
+        return shown
 
 
 def now_iso() -> str:
@@ -166,8 +198,22 @@ class JobStore:
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
 
-    def create(self, tenant: str, request: JobRequest) -> JobRecord:
-        record = JobRecord(id=new_job_id(), tenant=tenant, request=request)
+    def create(
+        self,
+        tenant: str,
+        request: JobRequest,
+        kind: JobKind = JobKind.TRAINING,
+        version: int | None = None,
+        progress: Progress | None = None,
+    ) -> JobRecord:
+        record = JobRecord(
+            id=new_job_id(),
+            tenant=tenant,
+            kind=kind,
+            request=request,
+            version=version,
+            progress=progress,
+        )
         record.timestamps[JobStatus.QUEUED.value] = now_iso()
         key = keys.job_record(tenant, record.id)
         self.storage.put_json(key, record.model_dump(mode="json"), if_none_match=True)

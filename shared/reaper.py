@@ -100,6 +100,7 @@ class Reaper:
             record.id,
             status,
             self.clients.settings.visibility_timeout_s,
+            record.kind,
         )
 
     def _run(self) -> None:

@@ -77,8 +77,14 @@ class Settings(BaseSettings):
         description="Batches of one version sent before the next one waits; about "
         "the serving pool processes.",
     )
+    champion_local_ttl_s: float = Field(
+        default=2.0,
+        ge=0.0,
+        description="How long a gateway keeps a champion record it read; a "
+        "champion change announced on Redis drops it at once.",
+    )
     predict_batch_threads: int = Field(
-        default=16, ge=1, description="Gateway threads awaiting serving answers."
+        default=4, ge=1, description="Gateway threads publishing predict tasks."
     )
     jobs_list_limit: int = 50
 
@@ -90,9 +96,36 @@ class Settings(BaseSettings):
     auto_budget_s: float = 60.0
     auto_max_rows: int = 20_000
     bootstrap_resamples: int = 300
+    # Permutation importance in an evaluation report (services/evaluation/evidence.py)
+    # costs one prediction of the rows per feature and repeat: these bound it.
+    importance_max_rows: int = Field(
+        default=1_000,
+        ge=1,
+        description="Held-out rows importance is measured on; more are sampled "
+        "(seeded) down to this.",
+    )
+    importance_max_features: int = Field(
+        default=50,
+        ge=1,
+        description="Features measured, the most promising first (association with "
+        "the model's output); the others are listed as not measured.",
+    )
+    importance_budget_s: float = Field(
+        default=60.0,
+        gt=0.0,
+        description="Seconds importance may take; no feature is started after it.",
+    )
     training_time_limit_s: int = 1_800
     evaluation_time_limit_s: int = 600
     serving_time_limit_s: int = 30
+    # Batch scoring (services/serving/batch.py), on the serving worker.
+    batch_time_limit_s: int = 600
+    batch_chunk_rows: int = Field(
+        default=20_000,
+        ge=1,
+        description="Rows a batch job scores at once; its progress is recorded "
+        "after each chunk.",
+    )
 
     # Workers. A pool process above this resident size is replaced after its
     # task, so a leaking worker is recycled before the machine kills it.
@@ -104,7 +137,7 @@ class Settings(BaseSettings):
     dependency_retries: int = 3
     step_delay_s: float = Field(
         default=0.0,
-        description="Fault-test hook: each training and evaluation step waits this long.",
+        description="Fault-test hook: each step of a job waits this long first.",
     )
     dependency_backoff_s: float = 2.0
 

@@ -23,6 +23,7 @@ from shared.settings import Settings
 log = logging.getLogger(__name__)
 
 SHA256_METADATA = "sha256"
+STREAM_CHUNK_BYTES = 1024 * 1024
 _NOT_FOUND_CODES = {"NoSuchKey", "404", "NotFound"}
 _PRECONDITION_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
 _AUTH_CODES = {
@@ -138,10 +139,12 @@ class Storage:
             raise self._translate(error, key) from error
         return str(answer["ETag"])
 
-    def put_verified(self, key: str, data: bytes) -> str:
+    def put_verified(
+        self, key: str, data: bytes, content_type: str = "application/octet-stream"
+    ) -> str:
         """Write an object, then read back its size and checksum; returns SHA-256."""
         digest = sha256_hex(data)
-        self.put_bytes(key, data)
+        self.put_bytes(key, data, content_type=content_type)
         size, stored = self.head(key)
         if size != len(data) or stored != digest:
             raise DependencyUnavailable(
@@ -157,6 +160,29 @@ class Storage:
             return bytes(answer["Body"].read())
         except (ClientError, BotoCoreError) as error:
             raise self._translate(error, key) from error
+
+    def stream(
+        self, key: str, chunk_bytes: int = STREAM_CHUNK_BYTES
+    ) -> tuple[int, Iterator[bytes]]:
+        """An object's size and its bytes, read in chunks as they are consumed.
+
+        A missing object raises here; a failure after the first chunk, from the
+        iterator.
+        """
+        try:
+            answer = self.s3.get_object(Bucket=self.bucket, Key=self.prefix + key)
+        except (ClientError, BotoCoreError) as error:
+            raise self._translate(error, key) from error
+        chunks = self._chunks(answer["Body"], key, chunk_bytes)
+        return int(answer["ContentLength"]), chunks
+
+    def _chunks(self, body: Any, key: str, chunk_bytes: int) -> Iterator[bytes]:
+        try:
+            yield from body.iter_chunks(chunk_bytes)
+        except (ClientError, BotoCoreError) as error:
+            raise self._translate(error, key) from error
+        finally:
+            body.close()
 
     def head(self, key: str) -> tuple[int, str | None]:
         """Size in bytes and the recorded SHA-256 of an object."""

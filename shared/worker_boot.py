@@ -6,9 +6,15 @@ import logging
 from typing import Any
 
 from celery import Celery
-from celery.signals import setup_logging, worker_ready, worker_shutdown
+from celery.signals import (
+    celeryd_after_setup,
+    setup_logging,
+    worker_ready,
+    worker_shutdown,
+)
 
 from shared import task_signals
+from shared.celery_app import WORKER_QUEUES
 from shared.clients import get_clients
 from shared.logs import configure_logging
 from shared.queues import Heartbeat
@@ -20,12 +26,22 @@ log = logging.getLogger(__name__)
 def prepare_worker(app: Celery, queue: str, reaper: bool = False) -> None:
     """Hook a worker of ``queue`` up to logging, the bucket and heartbeats.
 
-    Workers of the job queues also run the reaper, which revives jobs whose
-    worker or message was lost.
+    Started for its own queue (``-Q serving``), the worker also consumes the
+    other queues ``WORKER_QUEUES`` gives it; started with ``-Q`` naming other
+    queues (``-Q batch``), exactly those. Its heartbeat lists the queues it
+    consumes. Workers of the job queues also run the reaper, which revives
+    jobs whose worker or message was lost.
     """
     heartbeats: list[Heartbeat] = []
     reapers: list[Reaper] = []
     task_signals.connect()
+
+    @celeryd_after_setup.connect(weak=False)
+    def on_after_setup(instance: Any = None, **_: Any) -> None:
+        selected = instance.app.amqp.queues
+        if set(selected.consume_from) == {queue}:
+            for also in WORKER_QUEUES.get(queue, (queue,)):
+                selected.select_add(also)
 
     @setup_logging.connect(weak=False)
     def on_setup_logging(**_: Any) -> None:
@@ -37,13 +53,14 @@ def prepare_worker(app: Celery, queue: str, reaper: bool = False) -> None:
     def on_ready(sender: Any = None, **_: Any) -> None:
         clients = get_clients()
         clients.storage.ensure_bucket()
-        heartbeat = Heartbeat(clients.connection, sender.hostname, [queue])
+        consumed = list(sender.app.amqp.queues.consume_from)
+        heartbeat = Heartbeat(clients.connection, sender.hostname, consumed)
         heartbeat.start()
         heartbeats.append(heartbeat)
         if reaper:
             reapers.append(Reaper(clients))
             reapers[-1].start()
-        log.info("worker %s: consuming queue %r", sender.hostname, queue)
+        log.info("worker %s: consuming queues %r", sender.hostname, consumed)
 
     @worker_shutdown.connect(weak=False)
     def on_shutdown(**_: Any) -> None:

@@ -10,24 +10,28 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
 
 from services.gateway import ui
-from services.gateway.limits import BodyLimit
+from services.gateway.fast_predict import FastPredict
+from services.gateway.limits import BodyLimit, platform_refusal
 from services.gateway.responses import SafeJSONResponse, error_body, error_response
-from services.gateway.routes import metrics
-from services.gateway.routes import mlflow, v2
 from services.gateway.routes import (
+    batch,
     datasets,
     health,
     jobs,
+    metrics,
+    mlflow,
     models,
     policy,
     queues,
     tenants,
+    v2,
     versions,
 )
-from shared.clients import get_clients
 from shared import task_signals
+from shared.clients import get_clients
 from shared.errors import PlatformError, Unauthorized
 from shared.logs import configure_logging
 from shared.settings import Settings, get_settings
@@ -46,13 +50,17 @@ def create_app(settings: Settings) -> FastAPI:
     )
     for module in (health, datasets, jobs, models, versions, policy, queues, tenants):
         api.include_router(module.router)
+    api.include_router(batch.router)
+    api.include_router(batch.downloads)
     api.include_router(metrics.router)
     api.include_router(ui.router)
     api.include_router(mlflow.router)
     api.include_router(v2.router)
     add_error_handlers(api)
-    api.middleware("http")(metrics.record_request)
-    api.add_middleware(BodyLimit, limit_for=body_limit(settings))
+    api.add_middleware(metrics.RequestMetrics)
+    api.add_middleware(BodyLimit, limit_for=body_limit(settings), refusal=too_large)
+    # Outermost: the common predict request is answered before any other layer.
+    api.add_middleware(FastPredict, body_limit_bytes=JSON_BODY_LIMIT_BYTES)
     task_signals.connect()
 
     @api.on_event("startup")
@@ -79,6 +87,14 @@ def body_limit(settings: Settings):  # type: ignore[no-untyped-def]
         return JSON_BODY_LIMIT_BYTES
 
     return limit_for
+
+
+def too_large(path: str, message: str) -> Response:
+    """A 413 in the error shape of the protocol that ``path`` belongs to."""
+    for protocol in (mlflow, v2):
+        if protocol.serves(path):
+            return protocol.too_large(path, message)
+    return platform_refusal(path, message)
 
 
 def add_error_handlers(api: FastAPI) -> None:

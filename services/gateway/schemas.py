@@ -80,6 +80,17 @@ class PredictRequest(BaseModel):
     )
 
 
+class BatchCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    dataset_id: str = Field(
+        pattern=ID_PATTERN, description="Id of an uploaded dataset, scored row by row."
+    )
+    version: int | None = Field(
+        default=None, ge=1, description="Version to score with; the champion if absent."
+    )
+
+
 class ErrorDetail(BaseModel):
     model_config = ConfigDict(extra="allow")
 

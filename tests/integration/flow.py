@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-FINISHED = {"deployed", "rejected", "failed"}
+FINISHED = {"deployed", "rejected", "done", "failed"}
 JOB_TIMEOUT_S = 180.0
 
 

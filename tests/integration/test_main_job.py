@@ -263,7 +263,7 @@ def test_queues_show_depth_and_consumers(api):
     answer = api.get("/v1/queues").json()
 
     names = {queue["name"]: queue for queue in answer["queues"]}
-    assert set(names) == {"training", "evaluation", "serving"}
+    assert set(names) == {"training", "evaluation", "serving", "batch"}
     assert all(queue["consumers"] for queue in names.values())
     assert all(isinstance(queue["depth"], int) for queue in names.values())
 

@@ -400,7 +400,7 @@ def test_browser_overview_shows_counts_recent_jobs_and_queues(
 
     assert heading == ["Overview"]
     assert trained.regressor_job["id"] in recent
-    assert queues == ["training", "evaluation", "serving"]
+    assert queues == ["training", "evaluation", "serving", "batch"]
 
 
 def test_browser_job_page_draws_the_state_timeline(dashboard, gateway_url, trained):
@@ -507,12 +507,13 @@ def test_browser_queues_page_draws_depth_over_time(dashboard, gateway_url, train
     workers = texts(dashboard, "#workers tbody tr td:first-child")
     shoot(dashboard, "queues")
 
-    assert queues == ["training", "evaluation", "serving"]
+    assert queues == ["training", "evaluation", "serving", "batch"]
     assert sorted(line.get_attribute("data-series") for line in lines) == [
+        "batch",
         "evaluation",
         "serving",
         "training",
     ]
-    assert len(points) >= 3 * 3  # three queues, sampled at least three times
+    assert len(points) >= 4 * 3  # four queues, sampled at least three times
     assert max(depths) >= 1  # the burst was seen waiting
     assert len(workers) == 3

@@ -1,4 +1,8 @@
-"""Training jobs: enqueue one, follow its status, list recent ones."""
+"""Jobs: enqueue a training job, follow any job's status, list recent ones.
+
+Batch jobs are created by ``POST /v1/models/{model}/batch`` (routes/batch.py)
+and followed here like training jobs.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from services.gateway.schemas import JobCreate, JobId, error_responses
 from shared.clients import Clients
 from shared.dispatch import dispatch
 from shared.errors import DependencyUnavailable
-from shared.jobs import JobStatus
+from shared.jobs import JobRecord, JobStatus
 from shared.policy import get_policy, keep_model_gates, model_gates
 
 log = logging.getLogger(__name__)
@@ -41,6 +45,16 @@ def create_job(
     if body.gates is not None:
         keep_model_gates(c.storage, owner, body.model, body.gates)
     record = c.jobs.create(owner, request)
+    enqueue(c, owner, record)
+    log.info("gateway: job %s queued for model %r", record.id, request.model)
+
+    body_out = {"id": record.id, "status": record.status.value, "model": request.model}
+    headers = {"Location": f"/v1/jobs/{record.id}"}
+    return SafeJSONResponse(body_out, status_code=202, headers=headers)
+
+
+def enqueue(c: Clients, owner: str, record: JobRecord) -> None:
+    """Send a new job's first task; without Redis the job fails, with a 503."""
     try:
         dispatch(
             c.connection,
@@ -48,6 +62,7 @@ def create_job(
             record.id,
             JobStatus.QUEUED,
             c.settings.visibility_timeout_s,
+            record.kind,
         )
     except (OperationalError, redis.RedisError) as error:
         message = (
@@ -55,11 +70,6 @@ def create_job(
         )
         c.jobs.set_status(owner, record.id, JobStatus.FAILED, error=message)
         raise DependencyUnavailable(message) from error
-    log.info("gateway: job %s queued for model %r", record.id, request.model)
-
-    body_out = {"id": record.id, "status": record.status.value, "model": request.model}
-    headers = {"Location": f"/v1/jobs/{record.id}"}
-    return SafeJSONResponse(body_out, status_code=202, headers=headers)
 
 
 @router.get("", response_class=SafeJSONResponse)
