@@ -123,4 +123,5 @@ $(BENCH_STAMP): $(STAMP)
 	touch $(BENCH_STAMP)
 
 bench: install $(BENCH_STAMP) ## gateway vs `mlflow models serve`, side by side; JSON last line
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 	$(BIN)/python -m scripts.bench

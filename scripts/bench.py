@@ -9,33 +9,33 @@ from S3, is saved with ``mlflow.sklearn`` and served by ``mlflow models
 serve --workers 2`` from the benchmark's own environment (``.venv-bench``,
 made by the Makefile; MLflow is no dependency of the platform).
 
-One asyncio + httpx load generator drives both on loopback with single-row
-requests of real students: at concurrency 1 (latency) and 32 (throughput),
-in rounds that alternate which server goes first, so that both see the same
-machine at nearly the same time. Every request is bounded in count and time.
+One load generator, ``wrk`` (scripts/load.py), drives both on loopback with
+single-row requests of real students: at concurrency 1 (latency) and 32
+(throughput), in rounds that alternate which server goes first, so that both
+see the same machine at nearly the same time.
 
 Also measured: the floor (``predict_proba`` on a one-row DataFrame in this
-process), the job overhead (from ``POST /v1/jobs`` to ``deployed`` minus the
-fit and evaluation compute the job record reports) and the resident memory
-of the serving worker's processes. The table goes to standard error; the
-last line of standard output is one JSON object.
+process); that the gateway's answers equal scikit-learn's in this process;
+the job overhead (from ``POST /v1/jobs`` to ``deployed`` minus the fit and
+evaluation compute the job record reports); batch scoring of 100,000 rows
+through ``POST /v1/models/{model}/batch`` (scripts/bench_batch.py, S3 read
+and write included); and the resident memory of the serving worker's
+processes. The table goes to standard error; the last line of standard
+output is one JSON object.
 """
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import os
 import pickle
-import secrets
 import shutil
 import statistics
 import subprocess
 import tempfile
 import time
-import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -47,17 +47,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from scripts import stack
+from scripts import bench_batch, load, stack
 from shared import artifacts
 from shared.registry import Registry
-from shared.settings import Settings
 from shared.storage import Storage
 
 DATA = stack.ROOT / "data" / "chem97.csv"
 LOGS = stack.RUN_DIR / "bench"
 BENCH_PYTHON = stack.ROOT / ".venv-bench" / "bin" / "python"
 MLFLOW = stack.ROOT / ".venv-bench" / "bin" / "mlflow"
-BUCKET = "eduml-bench"
 TARGET = "at_risk"
 FEATURES = ["gender", "age", "gcsescore"]
 MODELS = {"bench-lr": "linear", "bench-hgb": "hist_gradient_boosting"}
@@ -65,28 +63,13 @@ SERVED = "bench-lr"
 MLFLOW_WORKERS = 2
 POLL_S = 0.2
 JOB_TIMEOUT_S = 300.0
-REQUEST_TIMEOUT_S = 30.0
 STUDENTS = 512  # distinct single-row requests, cycled
 FLOOR_CALLS = 300
-ONE_THREAD = {
-    name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-}
+AGREEMENT_STUDENTS = 200  # answers compared with scikit-learn's, one by one
+TOLERANCE = 1e-6
 
-console = Console(stderr=True)
+console = Console(stderr=True, width=150)
 cli = typer.Typer(add_completion=False, help=__doc__)
-
-
-@dataclass
-class Load:
-    """What one load run gave: latencies of good answers, errors, wall time."""
-
-    latencies_s: list[float] = field(default_factory=list)
-    errors: int = 0
-    wall_s: float = 0.0
-
-    @property
-    def rps(self) -> float:
-        return len(self.latencies_s) / self.wall_s if self.wall_s else 0.0
 
 
 @dataclass
@@ -97,75 +80,6 @@ class Target:
     url: str
     headers: dict[str, str]
     bodies: list[bytes]
-
-
-@dataclass
-class PrivateStack:
-    settings: Settings
-    env: dict[str, str]
-    base_url: str
-    data_dir: Path
-    processes: list[subprocess.Popen]
-    serving: subprocess.Popen | None = None
-
-    def close(self) -> None:
-        for process in reversed(self.processes):
-            stack.stop(process)
-        shutil.rmtree(self.data_dir, ignore_errors=True)
-
-
-def start_stack() -> PrivateStack:
-    data_dir = Path(tempfile.mkdtemp(prefix="eduml-bench-"))
-    processes: list[subprocess.Popen] = []
-    try:
-        redis_port, gateway_port = free_port(), free_port()
-        processes.append(stack.start_redis(redis_port, LOGS / "redis.log"))
-        ports = stack.SeaweedPorts.free()
-        settings = Settings(
-            redis_url=f"redis://127.0.0.1:{redis_port}/0",
-            s3_endpoint_url=f"http://127.0.0.1:{ports.s3}",
-            s3_bucket=BUCKET,
-            s3_prefix=f"bench-{uuid.uuid4().hex[:12]}",
-            admin_api_key=secrets.token_urlsafe(32),
-        )
-        processes.append(
-            stack.start_seaweed(data_dir, ports, settings, LOGS / "seaweedfs.log")
-        )
-        env = {
-            "REDIS_URL": settings.redis_url,
-            "S3_ENDPOINT_URL": settings.s3_endpoint_url,
-            "S3_BUCKET": settings.s3_bucket,
-            "S3_PREFIX": settings.s3_prefix,
-            "ADMIN_API_KEY": settings.admin_api_key or "",
-            "LOG_LEVEL": "WARNING",
-            **ONE_THREAD,
-        }
-        workers = {
-            queue: stack.start_worker(queue, LOGS / f"worker-{queue}.log", env,
-                                      name=f"bench-{queue}")
-            for queue in stack.WORKERS
-        }
-        processes.extend(workers.values())
-        processes.append(
-            stack.start_gateway("127.0.0.1", gateway_port, LOGS / "gateway.log", env)
-        )
-        base_url = f"http://127.0.0.1:{gateway_port}"
-        stack.wait_for_consumers(base_url, list(stack.WORKERS))
-    except BaseException:
-        for process in reversed(processes):
-            stack.stop(process)
-        shutil.rmtree(data_dir, ignore_errors=True)
-        raise
-    return PrivateStack(settings, env, base_url, data_dir, processes,
-                        workers.get("serving"))
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def check(answer: httpx.Response) -> dict[str, Any]:
@@ -198,8 +112,13 @@ def train_models(api: httpx.Client) -> dict[str, dict[str, Any]]:
         job = check(
             api.post(
                 "/v1/jobs",
-                json={"model": model, "dataset_id": dataset["id"], "target": TARGET,
-                      "features": FEATURES, "algorithm": algorithm},
+                json={
+                    "model": model,
+                    "dataset_id": dataset["id"],
+                    "target": TARGET,
+                    "features": FEATURES,
+                    "algorithm": algorithm,
+                },
             )
         )
         jobs[model] = wait_for_job(api, job["id"])
@@ -232,7 +151,9 @@ def job_overhead_s(job: dict[str, Any]) -> tuple[float, float, float]:
     return total, compute, total - compute
 
 
-def fitted_pipeline(private: PrivateStack, tenant_id: str, job: dict[str, Any]) -> Any:
+def fitted_pipeline(
+    private: stack.PrivateStack, tenant_id: str, job: dict[str, Any]
+) -> Any:
     storage = Storage.from_settings(private.settings)
     record = Registry(storage).get_version(tenant_id, job["model"], job["version"])
     return artifacts.load(storage, record)
@@ -251,16 +172,31 @@ def serve_with_mlflow(pipeline: Any, work_dir: Path) -> tuple[subprocess.Popen, 
         "mlflow.sklearn.save_model(pipeline, sys.argv[2],\n"
         "    serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE)\n"
     )
-    subprocess.run([str(BENCH_PYTHON), "-c", save, str(pickled), str(model_dir)],
-                   check=True, stdout=subprocess.DEVNULL)
-    port = free_port()
+    subprocess.run(
+        [str(BENCH_PYTHON), "-c", save, str(pickled), str(model_dir)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    port = stack.free_port()
     process = stack.spawn(
-        [str(MLFLOW), "models", "serve", "-m", str(model_dir), "--env-manager",
-         "local", "--workers", str(MLFLOW_WORKERS), "-h", "127.0.0.1", "-p",
-         str(port)],
+        [
+            str(MLFLOW),
+            "models",
+            "serve",
+            "-m",
+            str(model_dir),
+            "--env-manager",
+            "local",
+            "--workers",
+            str(MLFLOW_WORKERS),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
         LOGS / "mlflow.log",
         {
-            **ONE_THREAD,
+            **stack.ONE_THREAD,
             "MLFLOW_TRACKING_URI": f"file://{work_dir / 'mlruns'}",
             # MLflow starts uvicorn by name: the one of its own environment.
             "PATH": f"{MLFLOW.parent}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -283,8 +219,11 @@ def serve_with_mlflow(pipeline: Any, work_dir: Path) -> tuple[subprocess.Popen, 
 def students(count: int) -> list[dict[str, Any]]:
     frame = pd.read_csv(DATA).sample(count, random_state=7)
     return [
-        {"gender": str(row.gender), "age": int(row.age),
-         "gcsescore": float(row.gcsescore)}
+        {
+            "gender": str(row.gender),
+            "age": int(row.age),
+            "gcsescore": float(row.gcsescore),
+        }
         for row in frame.itertuples()
     ]
 
@@ -310,46 +249,6 @@ def batch_rows_per_s(pipeline: Any) -> float:
     return 5 * len(frame) / (time.perf_counter() - started)
 
 
-async def drive(
-    target: Target, concurrency: int, max_requests: int, max_seconds: float
-) -> Load:
-    """``concurrency`` callers, each sending its next request as its answer comes."""
-    load = Load()
-    limits = httpx.Limits(max_connections=concurrency,
-                          max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=REQUEST_TIMEOUT_S) as client:
-        sent = 0
-        started = time.perf_counter()
-        deadline = started + max_seconds
-
-        async def caller() -> None:
-            nonlocal sent
-            while sent < max_requests and time.perf_counter() < deadline:
-                body = target.bodies[sent % len(target.bodies)]
-                sent += 1
-                begun = time.perf_counter()
-                try:
-                    answer = await client.post(target.url, content=body,
-                                               headers=target.headers)
-                except httpx.HTTPError:
-                    load.errors += 1
-                    continue
-                if answer.status_code == 200:
-                    load.latencies_s.append(time.perf_counter() - begun)
-                else:
-                    load.errors += 1
-
-        await asyncio.gather(*(caller() for _ in range(concurrency)))
-        load.wall_s = time.perf_counter() - started
-    return load
-
-
-def percentile_ms(latencies_s: list[float], q: float) -> float:
-    if not latencies_s:
-        return float("nan")
-    return float(1000 * np.percentile(latencies_s, q))
-
-
 def serving_rss_mib(process: subprocess.Popen | None) -> float:
     """Resident memory of the serving worker and its pool processes."""
     if process is None:
@@ -371,116 +270,168 @@ def serving_rss_mib(process: subprocess.Popen | None) -> float:
     return total_kib / 1024
 
 
-def same_predictions(gateway: Target, mlflow: Target, count: int) -> bool:
-    """Both servers give the same class to the same students."""
-    for gateway_body, mlflow_body in zip(gateway.bodies[:count], mlflow.bodies[:count],
-                                         strict=True):
-        ours = check(httpx.post(gateway.url, content=gateway_body,
-                                headers=gateway.headers, timeout=30))
-        theirs = check(httpx.post(mlflow.url, content=mlflow_body,
-                                  headers=mlflow.headers, timeout=30))
-        if [int(p) for p in ours["predictions"]] != [
-            int(p) for p in theirs["predictions"]
-        ]:
-            return False
-    return True
+def largest_difference(
+    gateway: Target, pipeline: Any, instances: list[dict[str, Any]]
+) -> tuple[bool, float]:
+    """Largest gap between the gateway's probabilities and scikit-learn's here.
+
+    Each student is asked for alone (the path that is compiled and batched),
+    and the answer compared with ``predict_proba`` on a one-row DataFrame.
+    Also whether every predicted class was scikit-learn's.
+    """
+    largest, same_classes = 0.0, True
+    with httpx.Client(headers=gateway.headers, timeout=30) as client:
+        for instance, body in zip(
+            instances[:AGREEMENT_STUDENTS], gateway.bodies, strict=False
+        ):
+            answer = check(client.post(gateway.url, content=body))
+            frame = pd.DataFrame([instance])
+            same_classes &= answer["predictions"][0] == pipeline.predict(frame)[0]
+            served = answer["probabilities"][0]
+            got = np.array([served[str(label)] for label in pipeline.classes_])
+            expected = pipeline.predict_proba(frame)[0]
+            largest = max(largest, float(np.abs(got - expected).max()))
+    return same_classes, largest
 
 
 def run_rounds(
-    targets: list[Target], rounds: int, c1_requests: int, c32_seconds: float
-) -> dict[str, dict[str, list[Load]]]:
-    results: dict[str, dict[str, list[Load]]] = {
+    targets: list[Target], rounds: int, c1_seconds: float, c32_seconds: float
+) -> dict[str, dict[str, list[load.Run]]]:
+    results: dict[str, dict[str, list[load.Run]]] = {
         t.name: {"c1": [], "c32": []} for t in targets
     }
     for target in targets:  # warm-up, not measured
-        asyncio.run(drive(target, 8, 200, 10.0))
+        load.drive(target.url, target.bodies, target.headers, 8, 3)
     for number in range(rounds):
         order = targets if number % 2 == 0 else list(reversed(targets))
         for target in order:
-            results[target.name]["c1"].append(
-                asyncio.run(drive(target, 1, c1_requests, 15.0))
-            )
+            run = load.drive(target.url, target.bodies, target.headers, 1, c1_seconds)
+            results[target.name]["c1"].append(run)
         for target in order:
-            load = asyncio.run(drive(target, 32, 20_000, c32_seconds))
-            results[target.name]["c32"].append(load)
-            console.log(f"round {number + 1}: {target.name} c32 {load.rps:.0f}/s, "
-                        f"{load.errors} errors")
+            run = load.drive(target.url, target.bodies, target.headers, 32, c32_seconds)
+            results[target.name]["c32"].append(run)
+            console.log(
+                f"round {number + 1}: {target.name} c1 p50 "
+                f"{results[target.name]['c1'][-1].p50_ms:.2f} ms, c32 "
+                f"{run.rps:.0f}/s, {run.errors} errors"
+            )
     return results
 
 
 def summary(
-    results: dict[str, dict[str, list[Load]]],
-) -> dict[str, dict[str, float]]:
+    results: dict[str, dict[str, list[load.Run]]],
+) -> dict[str, dict[str, Any]]:
+    """Per server: medians over the rounds, errors summed."""
     figures = {}
     for name, runs in results.items():
-        c1 = [s for load in runs["c1"] for s in load.latencies_s]
-        c32 = [s for load in runs["c32"] for s in load.latencies_s]
         figures[name] = {
-            "p50_ms_c1": percentile_ms(c1, 50),
-            "p99_ms_c1": percentile_ms(c1, 99),
-            "rps_c32": statistics.median(load.rps for load in runs["c32"]),
-            "p50_ms_c32": percentile_ms(c32, 50),
-            "p99_ms_c32": percentile_ms(c32, 99),
-            "errors": sum(load.errors for kind in runs.values() for load in kind),
-            "rounds_rps_c32": [round(load.rps, 1) for load in runs["c32"]],
+            "p50_ms_c1": statistics.median(run.p50_ms for run in runs["c1"]),
+            "p99_ms_c1": statistics.median(run.p99_ms for run in runs["c1"]),
+            "rps_c32": statistics.median(run.rps for run in runs["c32"]),
+            "p50_ms_c32": statistics.median(run.p50_ms for run in runs["c32"]),
+            "p99_ms_c32": statistics.median(run.p99_ms for run in runs["c32"]),
+            "errors": sum(run.errors for kind in runs.values() for run in kind),
+            "rounds_rps_c32": [round(run.rps, 1) for run in runs["c32"]],
+            "rounds_p50_ms_c1": [round(run.p50_ms, 2) for run in runs["c1"]],
         }
     return figures
 
 
 def show(figures: dict[str, dict[str, Any]], extra: dict[str, Any]) -> None:
-    table = Table(title="single-row predictions, chem97 logistic regression, "
-                  "same run, alternating rounds")
-    for column in ("server", "p50 ms c1", "p99 ms c1", "req/s c32 (median)",
-                   "p50 ms c32", "p99 ms c32", "errors", "rounds req/s c32"):
+    table = Table(
+        title="single-row predictions, chem97 logistic regression, wrk on "
+        "loopback, same run, alternating rounds (medians over rounds)"
+    )
+    for column in (
+        "server",
+        "p50 ms c1",
+        "p99 ms c1",
+        "req/s c32",
+        "p50 ms c32",
+        "p99 ms c32",
+        "errors",
+        "rounds req/s c32",
+        "rounds p50 ms c1",
+    ):
         table.add_column(column, justify="right")
     for name, f in figures.items():
-        table.add_row(name, f"{f['p50_ms_c1']:.2f}", f"{f['p99_ms_c1']:.2f}",
-                      f"{f['rps_c32']:.0f}", f"{f['p50_ms_c32']:.1f}",
-                      f"{f['p99_ms_c32']:.1f}", str(f["errors"]),
-                      ", ".join(str(r) for r in f["rounds_rps_c32"]))
+        table.add_row(
+            name,
+            f"{f['p50_ms_c1']:.2f}",
+            f"{f['p99_ms_c1']:.2f}",
+            f"{f['rps_c32']:.0f}",
+            f"{f['p50_ms_c32']:.1f}",
+            f"{f['p99_ms_c32']:.1f}",
+            str(f["errors"]),
+            ", ".join(str(r) for r in f["rounds_rps_c32"]),
+            ", ".join(str(r) for r in f["rounds_p50_ms_c1"]),
+        )
     console.print(table)
     for name, value in extra.items():
         console.print(f"{name}: {value}")
 
 
+def require_wrk() -> None:
+    if not load.available():
+        raise SystemExit(
+            "bench: wrk is not installed; 'make bench' installs it (apt-get "
+            "install wrk), or install it yourself"
+        )
+
+
 @cli.command()
 def main(
     rounds: int = typer.Option(3, min=1, help="alternating rounds per server"),
-    c1_requests: int = typer.Option(200, min=10, help="requests per c1 run"),
+    c1_seconds: float = typer.Option(5.0, min=1.0, help="seconds per c1 run"),
     c32_seconds: float = typer.Option(6.0, min=1.0, help="seconds per c32 run"),
 ) -> None:
-    private = start_stack()
+    require_wrk()
+    private = stack.start_private("bench", LOGS)
     mlflow_process = None
     work_dir = Path(tempfile.mkdtemp(prefix="eduml-bench-mlflow-"))
     try:
         admin = {"Authorization": f"Bearer {private.settings.admin_api_key}"}
-        tenant = check(httpx.post(f"{private.base_url}/v1/tenants",
-                                  json={"name": "bench"}, headers=admin, timeout=30))
+        tenant = check(
+            httpx.post(
+                f"{private.base_url}/v1/tenants",
+                json={"name": "bench"},
+                headers=admin,
+                timeout=30,
+            )
+        )
         auth = {"Authorization": f"Bearer {tenant['api_key']}"}
         with httpx.Client(base_url=private.base_url, timeout=60, headers=auth) as api:
             jobs = train_models(api)
         overheads = {model: job_overhead_s(job) for model, job in jobs.items()}
         for model, (total, compute, overhead) in overheads.items():
-            console.log(f"{model}: queued -> deployed {total:.2f} s, compute "
-                        f"{compute:.2f} s, overhead {overhead:.2f} s")
+            console.log(
+                f"{model}: queued -> deployed {total:.2f} s, compute "
+                f"{compute:.2f} s, overhead {overhead:.2f} s"
+            )
         pipeline = fitted_pipeline(private, tenant["id"], jobs[SERVED])
         mlflow_process, mlflow_url = serve_with_mlflow(pipeline, work_dir)
         instances = students(STUDENTS)
-        json_headers = {"content-type": "application/json"}
+        json_headers = {"Content-Type": "application/json"}
         gateway = Target(
-            "gateway", f"{private.base_url}/v1/models/{SERVED}/predict",
+            "gateway",
+            f"{private.base_url}/v1/models/{SERVED}/predict",
             {**auth, **json_headers},
             [json.dumps({"instances": [i]}).encode() for i in instances],
         )
         mlflow = Target(
-            "mlflow", mlflow_url, json_headers,
+            "mlflow",
+            mlflow_url,
+            json_headers,
             [json.dumps({"dataframe_records": [i]}).encode() for i in instances],
         )
-        agree = same_predictions(gateway, mlflow, 20)
+        same_classes, difference = largest_difference(gateway, pipeline, instances)
         floor = floor_p50_ms(pipeline, instances)
-        results = run_rounds([gateway, mlflow], rounds, c1_requests, c32_seconds)
-        rss = serving_rss_mib(private.serving)
+        results = run_rounds([gateway, mlflow], rounds, c1_seconds, c32_seconds)
+        rss = serving_rss_mib(private.workers.get("serving"))
         in_process_rows = batch_rows_per_s(pipeline)
+        with httpx.Client(base_url=private.base_url, timeout=60, headers=auth) as api:
+            batch = bench_batch.measure(api, SERVED)
+        console.log(f"batch scoring: {batch}")
     finally:
         if mlflow_process is not None:
             stack.stop(mlflow_process)
@@ -501,17 +452,25 @@ def main(
         "mlflow_errors": theirs["errors"],
         "job_overhead_s": round(overheads[SERVED][2], 3),
         "job_overhead_s_hgb": round(overheads["bench-hgb"][2], 3),
-        # The batch route (POST /v1/models/{model}/batch) is not built yet; this
-        # is null rather than a figure that would not include S3 read and write.
-        "batch_rows_per_s": None,
+        "batch_rows_per_s": batch["batch_rows_per_s"],
+        "batch_rows": batch["batch_rows"],
+        "batch_seconds": batch["batch_seconds"],
         "in_process_rows_per_s_1024": round(in_process_rows),
         "serving_rss_mib": round(rss, 1),
-        "same_predictions": agree,
+        "same_classes_as_sklearn": bool(same_classes),
+        "max_abs_diff_vs_sklearn": difference,
         "rounds": rounds,
         "cores": os.cpu_count(),
     }
-    show(figures, {"job overheads (total, compute, overhead s)": overheads,
-                   "gateway and MLflow predict the same classes": agree})
+    show(
+        figures,
+        {
+            "job overheads (total, compute, overhead s)": overheads,
+            "largest |gateway - scikit-learn| probability, "
+            f"{AGREEMENT_STUDENTS} students": difference,
+            "same predicted classes as scikit-learn": same_classes,
+        },
+    )
     print(json.dumps(line))
 
 

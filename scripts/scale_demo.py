@@ -23,17 +23,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import secrets
-import shutil
-import socket
 import subprocess
-import tempfile
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import pairwise
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -43,14 +37,12 @@ from rich.table import Table
 
 from scripts import stack
 from shared.celery_app import TRAINING_QUEUE
-from shared.settings import Settings
 
 DATA = stack.ROOT / "data" / "exam.csv"
 LOGS = stack.RUN_DIR / "scale-demo"
 ALGORITHM = "random_forest"
 TARGET = "normexam"
 FEATURES = ["standLRT", "sex", "schavg", "vr", "intake"]
-BUCKET = "eduml-scale-demo"
 POLL_S = 0.5
 DRAIN_TIMEOUT_S = 300.0
 # Jobs drained before the measured runs, so that SeaweedFS growing its first
@@ -61,10 +53,6 @@ WARM_UP_JOBS = 4
 # share of what the core count reached.
 SCALING_FACTOR = 1.3
 KEPT_SHARE = 0.8
-# One core per worker process: BLAS and OpenMP must not start threads of their own.
-ONE_THREAD = {
-    name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-}
 LEFT_TRAINING = {"evaluating", "deployed", "rejected"}
 
 console = Console(stderr=True)
@@ -83,64 +71,6 @@ class Drain:
     @property
     def jobs_per_minute(self) -> float:
         return 60.0 * self.jobs / self.wall_s
-
-
-@dataclass
-class PrivateStack:
-    """Redis, SeaweedFS and the gateway on ports of their own; stopped by ``close``."""
-
-    env: dict[str, str]
-    base_url: str
-    data_dir: Path
-    processes: list[subprocess.Popen]
-
-    def close(self) -> None:
-        for process in reversed(self.processes):
-            stack.stop(process)
-        shutil.rmtree(self.data_dir, ignore_errors=True)
-
-
-def start_stack() -> PrivateStack:
-    data_dir = Path(tempfile.mkdtemp(prefix="eduml-scale-demo-"))
-    processes: list[subprocess.Popen] = []
-    try:
-        redis_port, gateway_port = free_port(), free_port()
-        processes.append(stack.start_redis(redis_port, LOGS / "redis.log"))
-        ports = stack.SeaweedPorts.free()
-        settings = Settings(
-            redis_url=f"redis://127.0.0.1:{redis_port}/0",
-            s3_endpoint_url=f"http://127.0.0.1:{ports.s3}",
-            s3_bucket=BUCKET,
-            s3_prefix=f"scale-{uuid.uuid4().hex[:12]}",
-            admin_api_key=secrets.token_urlsafe(32),
-        )
-        processes.append(
-            stack.start_seaweed(data_dir, ports, settings, LOGS / "seaweedfs.log")
-        )
-        env = {
-            "REDIS_URL": settings.redis_url,
-            "S3_ENDPOINT_URL": settings.s3_endpoint_url,
-            "S3_BUCKET": settings.s3_bucket,
-            "S3_PREFIX": settings.s3_prefix,
-            "ADMIN_API_KEY": settings.admin_api_key or "",
-            "LOG_LEVEL": "WARNING",
-            **ONE_THREAD,
-        }
-        processes.append(
-            stack.start_gateway("127.0.0.1", gateway_port, LOGS / "gateway.log", env)
-        )
-    except BaseException:
-        for process in reversed(processes):
-            stack.stop(process)
-        shutil.rmtree(data_dir, ignore_errors=True)
-        raise
-    return PrivateStack(env, f"http://127.0.0.1:{gateway_port}", data_dir, processes)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def check(answer: httpx.Response) -> dict[str, Any]:
@@ -273,7 +203,7 @@ def measure(jobs: list[dict[str, Any]], workers: int) -> Drain:
 def drain_with(
     count: int,
     jobs: int,
-    private: PrivateStack,
+    private: stack.PrivateStack,
     api: httpx.Client,
     dataset_id: str,
     label: str = "",
@@ -380,7 +310,7 @@ def main(
 ) -> None:
     counts = [int(count) for count in workers.split(",")]
     drains: dict[int, list[Drain]] = {count: [] for count in counts}
-    private = start_stack()
+    private = stack.start_private("scale-demo", LOGS, workers=())
     try:
         with tenant_client(private.base_url, private.env["ADMIN_API_KEY"]) as api:
             dataset_id = upload(api)

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import os
 import random
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -330,7 +333,7 @@ def _alive(process_id: int) -> bool:
 
 @cli.command()
 def up() -> None:
-    """Start SeaweedFS, Redis (if none answers), the gateway and one worker per queue."""
+    """Start SeaweedFS, Redis (if none answers), the gateway and the workers."""
     settings = Settings()
     running = {name for name, pid in _recorded().items() if _alive(pid)}
     logs = RUN_DIR / "logs"
@@ -350,8 +353,8 @@ def up() -> None:
     if "gateway" not in running:
         if port_open(settings.gateway_host, settings.gateway_port):
             raise typer.BadParameter(
-                f"port {settings.gateway_port} is in use by a process 'make up' did not "
-                "start; stop it or set GATEWAY_PORT"
+                f"port {settings.gateway_port} is in use by a process 'make up' did "
+                "not start; stop it or set GATEWAY_PORT"
             )
         _record(
             "gateway",
@@ -409,6 +412,92 @@ def status() -> None:
         typer.echo(
             f"{name:20} pid {process_id:<8} {'up' if _alive(process_id) else 'gone'}"
         )
+
+
+# --- private stacks, for the benchmarks and demos that measure -------------------
+
+ONE_THREAD = {
+    name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+}
+
+
+@dataclass
+class PrivateStack:
+    """Redis, SeaweedFS, workers and a gateway on ports of their own.
+
+    Authentication is on (a random admin key); ``close`` stops every process
+    and removes the data.
+    """
+
+    settings: Settings
+    env: dict[str, str]
+    base_url: str
+    data_dir: Path
+    processes: list[subprocess.Popen]
+    workers: dict[str, subprocess.Popen]
+
+    def close(self) -> None:
+        for process in reversed(self.processes):
+            stop(process)
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def start_private(
+    name: str, logs: Path, workers: tuple[str, ...] = tuple(WORKERS)
+) -> PrivateStack:
+    """A private stack named ``name`` (bucket ``eduml-<name>``), logging to ``logs``.
+
+    Its processes run BLAS and OpenMP on one thread each, as a worker on a
+    core of its own would; ``workers`` names the worker queues to start.
+    """
+    data_dir = Path(tempfile.mkdtemp(prefix=f"eduml-{name}-"))
+    processes: list[subprocess.Popen] = []
+    started: dict[str, subprocess.Popen] = {}
+    try:
+        redis_port, gateway_port = free_port(), free_port()
+        processes.append(start_redis(redis_port, logs / "redis.log"))
+        ports = SeaweedPorts.free()
+        settings = Settings(
+            redis_url=f"redis://127.0.0.1:{redis_port}/0",
+            s3_endpoint_url=f"http://127.0.0.1:{ports.s3}",
+            s3_bucket=f"eduml-{name}",
+            s3_prefix=f"{name}-{uuid.uuid4().hex[:12]}",
+            admin_api_key=secrets.token_urlsafe(32),
+        )
+        processes.append(
+            start_seaweed(data_dir, ports, settings, logs / "seaweedfs.log")
+        )
+        env = {
+            "REDIS_URL": settings.redis_url,
+            "S3_ENDPOINT_URL": settings.s3_endpoint_url,
+            "S3_BUCKET": settings.s3_bucket,
+            "S3_PREFIX": settings.s3_prefix,
+            "ADMIN_API_KEY": settings.admin_api_key or "",
+            "LOG_LEVEL": "WARNING",
+            **ONE_THREAD,
+        }
+        for queue in workers:
+            log = logs / f"worker-{queue}.log"
+            started[queue] = start_worker(queue, log, env, name=f"{name}-{queue}")
+            processes.append(started[queue])
+        processes.append(
+            start_gateway("127.0.0.1", gateway_port, logs / "gateway.log", env)
+        )
+        base_url = f"http://127.0.0.1:{gateway_port}"
+        if workers:
+            wait_for_consumers(base_url, list(workers))
+    except BaseException:
+        for process in reversed(processes):
+            stop(process)
+        shutil.rmtree(data_dir, ignore_errors=True)
+        raise
+    return PrivateStack(settings, env, base_url, data_dir, processes, started)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 if __name__ == "__main__":

@@ -43,6 +43,11 @@ def job_record(tenant: str, job_id: str) -> str:
     return f"{jobs_prefix(tenant)}{job_id}.json"
 
 
+def batch_predictions(tenant: str, job_id: str) -> str:
+    """The predictions CSV a batch job writes."""
+    return f"{tenant_root(tenant)}/predictions/{job_id}.csv"
+
+
 def job_artifact(tenant: str, job_id: str) -> str:
     """Where a job's fitted pipeline waits until it becomes a version."""
     return f"{tenant_root(tenant)}/artifacts/{job_id}/pipeline.pkl"
@@ -114,6 +119,14 @@ REDIS_NAMESPACE = "eduml"
 
 def champion_cache(tenant: str, model: str) -> str:
     return f"{REDIS_NAMESPACE}:champion:{tenant}:{model}"
+
+
+def reply(address: str) -> str:
+    """The list a serving task pushes its answer onto, for the caller waiting on it."""
+    return f"{REDIS_NAMESPACE}:reply:{address}"
+
+
+CHAMPION_CHANGES = f"{REDIS_NAMESPACE}:champion-changes"  # a pub/sub channel
 
 
 def job_lease(tenant: str, job_id: str, step: str) -> str:

@@ -24,6 +24,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from shared import keys
+from shared.tally import TALLY
 
 log = logging.getLogger(__name__)
 
@@ -101,24 +102,53 @@ def inc(
 def observe(
     connection: redis.Redis, name: str, labels: dict[str, str], value: float
 ) -> None:
+    _write(connection, name, _observation(name, labels, value))
+
+
+def _observation(
+    name: str, labels: dict[str, str], value: float
+) -> list[tuple[str, float]]:
+    """The hash fields one histogram observation adds to."""
     buckets = METRICS[name][3]
     fields = [(_field(labels, "sum"), value), (_field(labels, "count"), 1)]
     fields += [
         (_field(labels, f"le={bound}"), 1) for bound in buckets if value <= bound
     ]
-    _write(connection, name, fields)
+    return fields
+
+
+def inc_later(
+    connection: redis.Redis, name: str, labels: dict[str, str], amount: float = 1
+) -> None:
+    """``inc``, summed in the process and written within a second (shared/tally.py)."""
+    TALLY.add(connection, keys.metric(name), amount, METRIC_TTL_S, _field(labels, ""))
+
+
+def observe_later(
+    connection: redis.Redis, name: str, labels: dict[str, str], value: float
+) -> None:
+    """``observe``, summed in the process and written within a second."""
+    key = keys.metric(name)
+    for field, amount in _observation(name, labels, value):
+        TALLY.add(connection, key, amount, METRIC_TTL_S, field)
 
 
 def _write(connection: redis.Redis, name: str, fields: list[tuple[str, float]]) -> None:
-    key = keys.metric(name)
     try:
         pipe = connection.pipeline(transaction=False)
-        for field, amount in fields:
-            pipe.hincrbyfloat(key, field, amount)
-        pipe.expire(key, METRIC_TTL_S)
+        _add(pipe, name, fields)
         pipe.execute()
     except redis.RedisError as error:
         log.warning("metrics: %s not recorded: %s", name, error)
+
+
+def _add(
+    pipe: redis.client.Pipeline, name: str, fields: list[tuple[str, float]]
+) -> None:
+    key = keys.metric(name)
+    for field, amount in fields:
+        pipe.hincrbyfloat(key, field, amount)
+    pipe.expire(key, METRIC_TTL_S)
 
 
 def _field(labels: dict[str, str], part: str) -> str:

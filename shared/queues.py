@@ -19,6 +19,7 @@ import redis
 
 from shared import keys
 from shared.celery_app import QUEUES
+from shared.tally import TALLY
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +85,10 @@ def rate_per_min(
 
 
 def count_rate(connection: redis.Redis, direction: str, queue: str) -> None:
+    """One task in or out of ``queue``, summed in the process and written within
+    a second (shared/tally.py)."""
     key = keys.queue_rate(direction, queue, int(time.time() // RATE_SLOT_S))
-    pipe = connection.pipeline(transaction=False)
-    pipe.incr(key)
-    pipe.expire(key, RATE_SLOT_S * (RATE_SLOTS_PER_MINUTE + 2))
-    pipe.execute()
+    TALLY.add(connection, key, 1, RATE_SLOT_S * (RATE_SLOTS_PER_MINUTE + 2))
 
 
 def live_workers(connection: redis.Redis) -> list[dict[str, Any]]:

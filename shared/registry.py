@@ -342,11 +342,13 @@ _LAST_KNOWN: dict[tuple[str, str], Champion] = {}
 def announce_champion(
     connection: redis.Redis, tenant: str, model: str, version: int
 ) -> None:
-    """Drop the cached pointer so the next reader sees the new champion, and
-    record the version for the champion gauge of ``/metrics``."""
+    """Drop the cached pointer so the next reader sees the new champion, tell
+    the gateways (which keep their own copy), and record the version for the
+    champion gauge of ``/metrics``."""
     try:
         pipe = connection.pipeline(transaction=False)
         pipe.delete(keys.champion_cache(tenant, model))
+        pipe.publish(keys.CHAMPION_CHANGES, f"{tenant}/{model}")
         pipe.hset(keys.CHAMPIONS_METRIC, f"{tenant}/{model}", version)
         pipe.expire(keys.CHAMPIONS_METRIC, CHAMPION_GAUGE_TTL_S)
         pipe.execute()

@@ -2,7 +2,9 @@
 
 Connected once per process (gateway and workers): each published message
 carries the time it was sent (so the age of a queue's oldest message can be
-read), and each queue counts what goes in and comes out.
+read), and each queue counts what goes in and comes out. The counts are
+summed in the process and written within a second (shared/tally.py), as a
+predict task is over in milliseconds.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import redis
 from celery.signals import before_task_publish, task_postrun, task_prerun
 
 from shared import keys, metrics
-from shared.celery_app import TASK_QUEUES
+from shared.celery_app import PREDICT_TASK, TASK_QUEUES
 from shared.clients import get_clients
 from shared.queues import count_rate
 
@@ -47,16 +49,13 @@ def _published(
     if not queue:
         return
     connection = get_clients().connection
-    try:
-        count_rate(connection, "in", queue)
-    except redis.RedisError as error:
-        log.warning("queue %s: arrival not counted: %s", queue, error)
-    metrics.inc(connection, "eduml_tasks_published_total", {"queue": queue})
+    count_rate(connection, "in", queue)
+    metrics.inc_later(connection, "eduml_tasks_published_total", {"queue": queue})
 
 
 def _started(task_id: str | None = None, task: Any = None, **_: Any) -> None:
     worker = getattr(task.request, "hostname", None) if task else None
-    if not worker or not task_id:
+    if not worker or not task_id or _momentary(task):
         return
     try:
         get_clients().connection.set(
@@ -74,14 +73,19 @@ def _finished(
     queue = TASK_QUEUES.get(task.name, "")
     worker = getattr(task.request, "hostname", None)
     connection = get_clients().connection
-    try:
-        if worker:
+    if worker and not _momentary(task):
+        try:
             connection.delete(keys.running_task(worker, task_id))
-        if queue:
-            count_rate(connection, "out", queue)
-    except redis.RedisError as error:
-        log.warning("queue %s: departure not counted: %s", queue, error)
+        except redis.RedisError as error:
+            log.warning("worker %s: running task not cleared: %s", worker, error)
+    if queue:
+        count_rate(connection, "out", queue)
     outcome = "failure" if state == "FAILURE" else "success"
-    metrics.inc(
+    metrics.inc_later(
         connection, "eduml_tasks_done_total", {"queue": queue, "outcome": outcome}
     )
+
+
+def _momentary(task: Any) -> bool:
+    """A predict task lasts milliseconds: recording it as running costs more."""
+    return bool(task.name == PREDICT_TASK)

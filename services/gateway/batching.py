@@ -12,22 +12,27 @@ cut back into one slice per request. Should a whole batch fail, each of its
 requests is tried again alone, so one request that serving cannot score
 fails only itself.
 
-Everything here runs on the gateway's event loop; the blocking round trip
-through Celery (``run_prediction``) runs on a small thread pool of its own,
-one thread per batch rather than one per request.
+Everything here runs on the gateway's event loop. Publishing a batch's task
+runs on a small thread pool (kombu blocks); its answer comes back through the
+process's reply inbox (shared/replies.py), with no thread waiting for it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.gateway.predictions import run_prediction
-from shared.errors import PlatformError
+import redis
+from kombu.exceptions import OperationalError
+
+from services.gateway.predictions import checked, send_prediction, timed_out
+from shared.errors import DependencyUnavailable, PlatformError
 from shared.registry import VersionRecord
+from shared.replies import Inbox
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -62,10 +67,11 @@ class Batcher:
         self.timeout_s = settings.predict_timeout_s
         self._pending: dict[BatchKey, Batch] = {}
         self._in_flight: dict[BatchKey, int] = {}
-        self._pool = ThreadPoolExecutor(
+        self._senders = ThreadPoolExecutor(
             max_workers=settings.predict_batch_threads,
-            thread_name_prefix="predict-batch",
+            thread_name_prefix="predict-send",
         )
+        self.inbox = Inbox(settings.redis_url)
 
     async def predict(
         self,
@@ -168,15 +174,30 @@ class Batcher:
         return split(answer, [len(request.rows) for request in batch.requests])
 
     async def _run(self, batch: Batch, rows: list[list[Any]]) -> dict[str, Any]:
-        return await asyncio.get_running_loop().run_in_executor(
-            self._pool,
-            run_prediction,
-            batch.tenant,
-            batch.record,
-            rows,
-            self.timeout_s,
-            batch.explain,
-        )
+        """Send one task for ``rows`` and await its answer in the inbox."""
+        correlation = uuid.uuid4().hex
+        answer = self.inbox.expect(correlation)
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                self._senders,
+                send_prediction,
+                batch.tenant,
+                batch.record,
+                rows,
+                self.timeout_s,
+                batch.explain,
+                self.inbox.address,
+                correlation,
+            )
+            return checked(await asyncio.wait_for(answer, self.timeout_s))
+        except TimeoutError as error:
+            raise timed_out(batch.record, self.timeout_s) from error
+        except (redis.RedisError, OperationalError) as error:
+            raise DependencyUnavailable(
+                f"the serving queue is unavailable at REDIS_URL: {error}"
+            ) from error
+        finally:
+            self.inbox.forget(correlation)
 
 
 def split(answer: dict[str, Any], sizes: list[int]) -> list[dict[str, Any]]:
@@ -193,12 +214,12 @@ def split(answer: dict[str, Any], sizes: list[int]) -> list[dict[str, Any]]:
     return parts
 
 
-_BATCHERS: dict[int, Batcher] = {}
+_BATCHERS: dict[tuple[int, int], Batcher] = {}
 
 
 def batcher_for(settings: Settings) -> Batcher:
-    """The batcher of this process (one per settings object)."""
-    key = id(settings)
+    """The batcher of this process and event loop (one per settings object)."""
+    key = (id(settings), id(asyncio.get_running_loop()))
     if key not in _BATCHERS:
         _BATCHERS[key] = Batcher(settings)
     return _BATCHERS[key]

@@ -17,6 +17,7 @@ from functools import lru_cache
 
 from fastapi import Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from shared.clients import Clients, get_clients
 from shared.errors import NotFound, Unauthorized
@@ -34,7 +35,8 @@ AUTHENTICATION_OFF = (
 )
 
 
-def clients() -> Clients:
+async def clients() -> Clients:
+    # Async, like ``tenant``: a dependency with no I/O costs no thread hop.
     return get_clients()
 
 
@@ -45,10 +47,26 @@ def tenant_store() -> TenantStore:
     return TenantStore(c.storage, cache_ttl_s=c.settings.api_key_cache_ttl_s)
 
 
-def tenant(
+async def tenant(
     credentials: HTTPAuthorizationCredentials | None = Security(bearer),
 ) -> str:
-    """The caller's tenant, from its API key; the default one when auth is off."""
+    """The caller's tenant, from its API key; the default one when auth is off.
+
+    A key accepted a short while ago is known without I/O; any other is looked
+    up in S3 on a worker thread.
+    """
+    settings = get_clients().settings
+    if settings.admin_api_key is None:
+        return settings.default_tenant
+    if credentials is not None and credentials.credentials:
+        known = tenant_store().remembered(credentials.credentials)
+        if known is not None:
+            return known
+    return await run_in_threadpool(tenant_of_credentials, credentials)
+
+
+def tenant_of_credentials(credentials: HTTPAuthorizationCredentials | None) -> str:
+    """``tenant``, for synchronous callers: it may read S3."""
     settings = get_clients().settings
     if settings.admin_api_key is None:
         return settings.default_tenant

@@ -5,10 +5,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from celery.exceptions import TimeoutError as CeleryTimeout
+import redis
+from kombu.exceptions import OperationalError
 
-from shared import errors
-from shared.celery_app import PREDICT_TASK, app
+from shared import errors, replies
+from shared.celery_app import FAST_JSON, PREDICT_TASK, app
+from shared.clients import get_clients
 from shared.errors import (
     DependencyUnavailable,
     InvalidInput,
@@ -114,33 +116,61 @@ def run_prediction(
     explain: bool = False,
 ) -> dict[str, Any]:
     """Ask the serving queue and wait, at most ``timeout_s``, for its answer."""
-    columns = [feature.name for feature in record.features]
-    result = app.send_task(
+    address = replies.new_address()
+    try:
+        send_prediction(tenant, record, rows, timeout_s, explain, address, address)
+        answer = replies.wait(get_clients().settings.redis_url, address, timeout_s)
+    except (redis.RedisError, OperationalError) as error:
+        raise DependencyUnavailable(
+            f"the serving queue is unavailable at REDIS_URL: {error}"
+        ) from error
+    if answer is None:
+        raise timed_out(record, timeout_s)
+    return checked(answer)
+
+
+def send_prediction(
+    tenant: str,
+    record: VersionRecord,
+    rows: list[list[Any]],
+    timeout_s: float,
+    explain: bool,
+    reply_to: str,
+    correlation: str,
+) -> None:
+    """One predict task on the serving queue; it expires with its caller's wait."""
+    app.send_task(
         PREDICT_TASK,
         kwargs={
             "tenant": tenant,
             "model": record.model,
             "version": record.version,
-            "columns": columns,
+            "columns": [feature.name for feature in record.features],
             "rows": rows,
             "explain": explain,
+            "reply_to": reply_to,
+            "correlation": correlation,
         },
         expires=timeout_s,
+        serializer=FAST_JSON,
+        # The answer comes to ``reply_to``: nothing to store or subscribe to.
+        ignore_result=True,
+        # Celery would quote the arguments in the message headers, feature
+        # values included (and spend more time on it than on the rest).
+        argsrepr="()",
+        kwargsrepr=f"{{{record.model!r} v{record.version}: {len(rows)} rows}}",
     )
-    try:
-        answer: dict[str, Any] = result.get(timeout=timeout_s, propagate=True)
-    except CeleryTimeout as error:
-        raise PredictionTimeout(
-            f"no serving worker answered for {record.model} v{record.version} "
-            f"within {timeout_s:g} s"
-        ) from error
-    except Exception as error:  # the task itself died: time limit, lost worker
-        raise DependencyUnavailable(
-            f"serving failed for {record.model} v{record.version}: "
-            f"{type(error).__name__}: {error}"
-        ) from error
-    finally:
-        result.forget()
+
+
+def timed_out(record: VersionRecord, timeout_s: float) -> PredictionTimeout:
+    return PredictionTimeout(
+        f"no serving worker answered for {record.model} v{record.version} "
+        f"within {timeout_s:g} s"
+    )
+
+
+def checked(answer: dict[str, Any]) -> dict[str, Any]:
+    """The answer, or the platform error serving reported instead."""
     if "error" in answer:
         failure = answer["error"]
         raise ERRORS_BY_CODE.get(failure["code"], PlatformError)(failure["message"])

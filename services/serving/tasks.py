@@ -2,7 +2,10 @@
 
 Loaded pipelines are cached by (tenant, model, version); versions never
 change, so a promotion reaches serving simply because the gateway names
-the new champion's version in the next request.
+the new champion's version in the next request. At load, the pipeline's
+preprocessing is compiled into array operations (services/serving/compiled.py)
+when it gives scikit-learn's results; rows then skip the DataFrame. The
+answer goes straight to the caller's reply address (shared/replies.py).
 """
 
 from __future__ import annotations
@@ -11,13 +14,16 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import redis
 from sklearn.pipeline import Pipeline
 
-from shared import artifacts, metrics
+from services.serving.compiled import CompiledTransform, compile_pipeline
+from shared import artifacts, metrics, replies
 from shared.celery_app import PREDICT_TASK, SERVING_QUEUE, app
 from shared.clients import Clients, get_clients
 from shared.errors import PlatformError
@@ -32,17 +38,24 @@ CacheKey = tuple[str, str, int]
 TOP_REASONS = 3
 
 
+@dataclass(frozen=True)
+class Loaded:
+    """A version ready to serve: its record, its pipeline, its compiled transform."""
+
+    record: VersionRecord
+    pipeline: Any
+    compiled: CompiledTransform | None
+
+
 class ModelCache:
     """The most recently used fitted pipelines of this worker process."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._entries: OrderedDict[CacheKey, tuple[VersionRecord, Any]] = OrderedDict()
+        self._entries: OrderedDict[CacheKey, Loaded] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(
-        self, clients: Clients, tenant: str, model: str, version: int
-    ) -> tuple[VersionRecord, Any]:
+    def get(self, clients: Clients, tenant: str, model: str, version: int) -> Loaded:
         key = (tenant, model, version)
         with self._lock:
             if key in self._entries:
@@ -50,12 +63,19 @@ class ModelCache:
                 return self._entries[key]
         record = clients.registry.get_version(tenant, model, version)
         pipeline = artifacts.load(clients.storage, record)
+        loaded = Loaded(record, pipeline, compile_pipeline(record, pipeline))
         with self._lock:
-            self._entries[key] = (record, pipeline)
+            self._entries[key] = loaded
             while len(self._entries) > self.capacity:
                 self._entries.popitem(last=False)
-        log.info("serving: loaded %s/%s v%d", tenant, model, version)
-        return record, pipeline
+        log.info(
+            "serving: loaded %s/%s v%d (%s transform)",
+            tenant,
+            model,
+            version,
+            "compiled" if loaded.compiled else "scikit-learn",
+        )
+        return loaded
 
 
 cache = ModelCache(settings.serving_cache_versions)
@@ -63,7 +83,8 @@ cache = ModelCache(settings.serving_cache_versions)
 
 @app.task(
     name=PREDICT_TASK,
-    ignore_result=False,
+    # The answer goes to the caller's reply address (shared/replies.py).
+    ignore_result=True,
     # A prediction nobody waits for any more is not worth running again.
     acks_late=False,
     soft_time_limit=settings.serving_time_limit_s,
@@ -76,9 +97,22 @@ def predict(
     columns: list[str],
     rows: list[list[Any]],
     explain: bool = False,
+    reply_to: str | None = None,
+    correlation: str | None = None,
 ) -> dict[str, Any]:
     with job_context(tenant=tenant, model=model, version=version, queue=SERVING_QUEUE):
-        return serve(tenant, model, version, columns, rows, explain)
+        answer = serve(tenant, model, version, columns, rows, explain)
+        if reply_to is not None:
+            deliver(reply_to, correlation or "", answer)
+        return answer
+
+
+def deliver(address: str, correlation: str, answer: dict[str, Any]) -> None:
+    try:
+        replies.push(get_clients().connection, address, correlation, answer)
+    except redis.RedisError as error:
+        # The caller times out (504); the worker goes on with the next task.
+        log.warning("serving: answer not delivered: %s", error)
 
 
 def serve(
@@ -91,11 +125,13 @@ def serve(
 ) -> dict[str, Any]:
     started = time.perf_counter()
     try:
-        record, pipeline = cache.get(get_clients(), tenant, model, version)
-        answer = run_pipeline(record, pipeline, columns, rows)
+        loaded = cache.get(get_clients(), tenant, model, version)
+        answer = run_loaded(loaded, columns, rows)
         if explain:
-            answer["explanations"] = explain_rows(record, pipeline, columns, rows)
-        metrics.observe(
+            answer["explanations"] = explain_rows(
+                loaded.record, loaded.pipeline, columns, rows
+            )
+        metrics.observe_later(
             get_clients().connection,
             "eduml_inference_seconds",
             {},
@@ -113,19 +149,56 @@ def serve(
             version,
             type(error).__name__,
         )
-        message = f"{model} v{version} could not predict these instances ({type(error).__name__})"
+        message = (
+            f"{model} v{version} could not predict these instances "
+            f"({type(error).__name__})"
+        )
         return {"error": {"code": "invalid_input", "message": message}}
+
+
+def run_loaded(
+    loaded: Loaded, columns: list[str], rows: list[list[Any]]
+) -> dict[str, Any]:
+    """The compiled transform's answer when it applies, else scikit-learn's."""
+    record = loaded.record
+    if loaded.compiled is not None and columns == record_columns(record):
+        try:
+            matrix = loaded.compiled.transform(rows)
+        except (TypeError, ValueError):  # a value the gateway did not clean
+            matrix = None
+        if matrix is not None:
+            estimator = loaded.pipeline.steps[-1][1]
+            return answer_of(record, *estimator_outputs(record, estimator, matrix))
+    return run_pipeline(record, loaded.pipeline, columns, rows)
+
+
+def record_columns(record: VersionRecord) -> list[str]:
+    return [feature.name for feature in record.features]
+
+
+def estimator_outputs(
+    record: VersionRecord, estimator: Any, features: Any
+) -> tuple[np.ndarray, np.ndarray | None]:
+    predictions = np.asarray(estimator.predict(features))
+    if not record.has_proba:
+        return predictions, None
+    return predictions, np.asarray(estimator.predict_proba(features), dtype=float)
+
+
+def answer_of(
+    record: VersionRecord, predictions: np.ndarray, probabilities: np.ndarray | None
+) -> dict[str, Any]:
+    return {
+        "predictions": [_plain(value) for value in predictions],
+        "probabilities": None if probabilities is None else _finite_rows(probabilities),
+    }
 
 
 def run_pipeline(
     record: VersionRecord, pipeline: Any, columns: list[str], rows: list[list[Any]]
 ) -> dict[str, Any]:
     frame = feature_frame(record, columns, rows)
-    predictions, probabilities = predict_frame(record, pipeline, frame)
-    return {
-        "predictions": [_plain(value) for value in predictions],
-        "probabilities": None if probabilities is None else _finite_rows(probabilities),
-    }
+    return answer_of(record, *predict_frame(record, pipeline, frame))
 
 
 def predict_frame(
@@ -147,11 +220,7 @@ def predict_frame(
     for _, transformer in pipeline.steps[:-1]:
         if transformer is not None and transformer != "passthrough":
             features = transformer.transform(features)
-    estimator = pipeline.steps[-1][1]
-    predictions = np.asarray(estimator.predict(features))
-    if not record.has_proba:
-        return predictions, None
-    return predictions, np.asarray(estimator.predict_proba(features), dtype=float)
+    return estimator_outputs(record, pipeline.steps[-1][1], features)
 
 
 def feature_frame(
@@ -237,7 +306,7 @@ def explain_rows(
 def _explained_column(
     record: VersionRecord, pipeline: Any, frame: pd.DataFrame
 ) -> np.ndarray:
-    """Per row, the probability column explained: the positive or the predicted class."""
+    """Per row, the probability column explained: positive or predicted class."""
     if not record.has_proba:
         return np.zeros(len(frame), dtype=int)
     proba = np.asarray(pipeline.predict_proba(frame), dtype=float)

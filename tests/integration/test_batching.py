@@ -127,3 +127,30 @@ def test_the_serving_path_equals_scikit_learn(algorithm: str) -> None:
     np.testing.assert_allclose(
         answer["probabilities"], pipeline.predict_proba(expected_frame), atol=1e-6
     )
+
+
+def test_the_fast_path_and_the_fastapi_route_answer_alike(
+    api: httpx.Client, trained: str
+) -> None:
+    body = b'{"instances": [{"student": "s1", "hours": 4.2, "group": "b"}]}'
+    url = f"/v1/models/{trained}/predict"
+
+    fast = api.post(url, content=body, headers={"content-type": "application/json"})
+    # A +json type is left to the FastAPI route, which accepts it too.
+    routed = api.post(
+        url, content=body, headers={"content-type": "application/vnd.eduml+json"}
+    )
+    bad_fast = api.post(
+        url, content=b'{"instances": [', headers={"content-type": "application/json"}
+    )
+    unknown_key = api.post(
+        url, content=body, headers={"authorization": "Bearer eduml_not-a-key",
+                                    "content-type": "application/json"}
+    )
+
+    assert fast.status_code == routed.status_code == 200
+    assert fast.json() == routed.json()
+    assert bad_fast.status_code == 422
+    assert bad_fast.json()["error"]["code"] == "invalid_input"
+    assert unknown_key.status_code == 401
+    assert unknown_key.headers["www-authenticate"] == "Bearer"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -43,7 +44,8 @@ def test_metrics_expose_requests_queues_jobs_and_worker_figures(
         json={"instances": [{"standLRT": 0.3, "sex": "F"}]},
     )
 
-    text = api.get("/metrics").text
+    # The serving worker writes its counts within a second (shared/tally.py).
+    text = metrics_once(api, "eduml_inference_seconds_count")
 
     assert (
         'eduml_http_requests_total{method="POST",route="/v1/models/{model}/predict"'
@@ -60,6 +62,16 @@ def test_metrics_expose_requests_queues_jobs_and_worker_figures(
     assert 'eduml_jobs_finished_total{status="deployed"}' in text
     assert f'model="{model_name}"' in text
     assert 'eduml_worker_up{worker="test-training@' in text
+
+
+def metrics_once(api, expected: str, within_s: float = 10.0) -> str:
+    """The /metrics text, as soon as it shows ``expected`` (or at the deadline)."""
+    deadline = time.monotonic() + within_s
+    text = api.get("/metrics").text
+    while expected not in text and time.monotonic() < deadline:
+        time.sleep(0.2)
+        text = api.get("/metrics").text
+    return text
 
 
 def test_worker_logs_are_json_lines_with_the_job_context(trained):

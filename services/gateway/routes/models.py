@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends
 from starlette.concurrency import run_in_threadpool
 
 from services.gateway.batching import batcher_for
+from services.gateway.champions import local_champions
 from services.gateway.deps import clients, tenant
 from services.gateway.predictions import ids_of, response, to_rows
 from services.gateway.responses import SafeJSONResponse
@@ -79,17 +80,29 @@ async def predict(
     c: Clients = Depends(clients),
     owner: str = Depends(tenant),
 ) -> dict[str, Any]:
+    return await predict_answer(c, owner, model, body)
+
+
+async def predict_answer(
+    c: Clients, owner: str, model: str, body: PredictRequest
+) -> dict[str, Any]:
+    """The champion's predictions for ``body``, through the micro-batcher.
+
+    Also called by the gateway's fast path (services/gateway/fast_predict.py).
+    """
     limit = c.settings.max_predict_instances
     if len(body.instances) > limit:
         raise PayloadTooLarge(
             f"{len(body.instances)} instances exceed the limit of {limit} per request; "
             "use smaller requests"
         )
-    record = await run_in_threadpool(champion_record, c, owner, model)
+    record = local_champions(c).get(owner, model)
+    if record is None:
+        record = await run_in_threadpool(champion_record, c, owner, model)
+        local_champions(c).put(owner, model, record)
     rows = to_rows(record, body.instances)
     ids = ids_of(record, body.instances)
-    batcher = batcher_for(c.settings)
-    answer = await batcher.predict(owner, record, rows, body.explain)
+    answer = await batcher_for(c.settings).predict(owner, record, rows, body.explain)
     return response(record, answer, ids)
 
 

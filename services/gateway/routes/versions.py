@@ -12,6 +12,7 @@ from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.gateway import cards
+from services.gateway.champions import local_champions
 from services.gateway.deps import caller, clients, tenant
 from services.gateway.responses import SafeJSONResponse
 from services.gateway.schemas import ModelName, VersionNumber, error_responses
@@ -137,6 +138,7 @@ def change_champion(
         owner, model, version, expected=expected, reason=reason
     )
     announce_champion(c.connection, owner, model, version)
+    local_champions(c).forget(owner, model)
     c.registry.audit(
         owner, model, action, who, reason, version=version, previous=expected
     )

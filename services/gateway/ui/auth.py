@@ -4,8 +4,8 @@ A browser cannot send ``Authorization: Bearer`` by itself, so ``/ui/login``
 takes the key in a form and keeps it in a cookie: HttpOnly (no script reads
 it), SameSite=Strict (no other site's page sends it), Secure over HTTPS,
 scoped to ``/ui``. Every page checks the key again exactly as the JSON API
-does (``deps.tenant``, hence ``TenantStore.authenticate``), so a revoked key
-stops working in the dashboard as soon as it does in the API. With
+does (``deps.tenant_of_credentials``, hence ``TenantStore.authenticate``), so
+a revoked key stops working in the dashboard as soon as it does in the API. With
 ``ADMIN_API_KEY`` unset, authentication is off and every page shows the
 default tenant without a login.
 """
@@ -16,6 +16,7 @@ from fastapi import Request
 from fastapi.security import HTTPAuthorizationCredentials
 
 from services.gateway import deps
+from shared.clients import get_clients
 from shared.errors import Unauthorized
 from shared.settings import Settings
 
@@ -41,7 +42,7 @@ def presented_key(request: Request) -> str | None:
 def viewer(request: Request) -> str | None:
     """The tenant whose data the page shows, or None when a login is needed."""
     key = presented_key(request)
-    return tenant_of(key) if key or not auth_on(deps.clients().settings) else None
+    return tenant_of(key) if key or not auth_on(get_clients().settings) else None
 
 
 def tenant_of(key: str | None) -> str | None:
@@ -54,12 +55,12 @@ def tenant_of(key: str | None) -> str | None:
 
 def tenant_or_refusal(key: str | None) -> str:
     """The tenant of ``key``, or Unauthorized saying why it is refused."""
-    if not key and auth_on(deps.clients().settings):
+    if not key and auth_on(get_clients().settings):
         raise Unauthorized(EMPTY_KEY)
     credentials = (
         HTTPAuthorizationCredentials(scheme="Bearer", credentials=key) if key else None
     )
-    return deps.tenant(credentials)
+    return deps.tenant_of_credentials(credentials)
 
 
 def secure_cookie(request: Request) -> bool:
