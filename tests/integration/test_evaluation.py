@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from shared import keys
+from shared.storage import Storage
 from tests.conftest import DATA
 from tests.integration.flow import train, upload_ok
 
@@ -262,3 +264,35 @@ def test_erasing_a_student_removes_the_rows_and_marks_versions(api, model_name):
     assert again["rows_erased"] == 0
     assert api.get(f"/v1/datasets/{dataset['id']}").json()["rows"] == 59
     assert len(api.get(f"/v1/models/{model_name}/versions/1").json()["erasures"]) == 1
+
+
+def test_c11_a_refused_champion_artifact_leaves_the_previous_champion_serving(
+    new_tenant, settings, model_name
+):
+    tenant = new_tenant()
+    api = tenant.client
+    dataset = upload_ok(api, (DATA / "exam.csv").read_bytes())
+    train(api, model=model_name, dataset_id=dataset["id"], **EXAM, algorithm="linear")
+    train(api, model=model_name, dataset_id=dataset["id"], **EXAM, algorithm="linear")
+    # Version 2 as if an older scikit-learn had built it.
+    storage = Storage.from_settings(settings)
+    key = keys.version_record(tenant.id, model_name, 2)
+    record, _ = storage.get_json(key)
+    record["libraries"]["scikit-learn"] = "1.3.2"
+    storage.put_json(key, record)
+    url = f"/v1/models/{model_name}"
+    instance = {
+        "instances": [
+            {"standLRT": 0.1, "schavg": 0.2, "vr": "mid 50%", "intake": "mid 50%"}
+        ]
+    }
+
+    promoted = api.post(f"{url}/versions/2/promote", json={"reason": "new term"})
+    answer = api.post(f"{url}/predict", json=instance)
+
+    assert promoted.status_code == 200
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["version"] == 1
+    assert body["fallback"]["refused_version"] == 2
+    assert "scikit-learn 1.3.2" in body["fallback"]["reason"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import APIRouter, Depends
@@ -19,8 +20,16 @@ from services.gateway.schemas import (
     error_responses,
 )
 from shared.clients import Clients
-from shared.errors import Conflict, NotFound, PayloadTooLarge
+from shared.errors import (
+    ArtifactRejected,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+)
 from shared.registry import VersionRecord, cached_champion
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(
     prefix="/v1/models",
@@ -102,8 +111,62 @@ async def predict_answer(
         local_champions(c).put(owner, model, record)
     rows = to_rows(record, body.instances)
     ids = ids_of(record, body.instances)
-    answer = await batcher_for(c.settings).predict(owner, record, rows, body.explain)
+    try:
+        answer = await batcher_for(c.settings).predict(
+            owner, record, rows, body.explain
+        )
+    except ArtifactRejected as refusal:
+        return await previous_champion_answer(c, owner, record, body, refusal)
     return response(record, answer, ids)
+
+
+async def previous_champion_answer(
+    c: Clients,
+    owner: str,
+    refused: VersionRecord,
+    body: PredictRequest,
+    refusal: ArtifactRejected,
+) -> dict[str, Any]:
+    """The answer of the champion before ``refused``, when serving refuses the
+    champion's artifact (built with other library versions, or damaged).
+
+    The answer names the version that served and says why in ``fallback``.
+    Without a previous champion, or when the instances do not fit it, the
+    refusal stands.
+    """
+    previous = await run_in_threadpool(previous_champion, c, owner, refused)
+    if previous is None:
+        raise refusal
+    try:
+        rows = to_rows(previous, body.instances)
+    except InvalidInput:
+        raise refusal from None
+    answer = await batcher_for(c.settings).predict(owner, previous, rows, body.explain)
+    log.warning(
+        "gateway: %s v%d refused by serving; v%d answers instead: %s",
+        refused.model,
+        refused.version,
+        previous.version,
+        refusal.message,
+    )
+    served = response(previous, answer, ids_of(previous, body.instances))
+    served["fallback"] = {
+        "refused_version": refused.version,
+        "reason": refusal.message,
+    }
+    return served
+
+
+def previous_champion(
+    c: Clients, owner: str, refused: VersionRecord
+) -> VersionRecord | None:
+    champion = cached_champion(c.connection, c.registry, owner, refused.model)
+    if champion is None or champion.version != refused.version:
+        return None
+    if champion.previous is None:
+        return None
+    previous = _version_record(c, owner, refused.model, champion.previous)
+    return None if previous.deleted_at is not None else previous
 
 
 def champion_record(c: Clients, owner: str, model: str) -> VersionRecord:
