@@ -39,8 +39,9 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from services.gateway.batching import batcher_for
 from services.gateway.deps import clients, tenant
-from services.gateway.predictions import run_prediction, to_rows
+from services.gateway.predictions import to_rows
 from services.gateway.responses import SafeJSONResponse
 from services.gateway.routes.models import champion_record
 from services.gateway.schemas import ModelName
@@ -187,9 +188,7 @@ async def invocations(
         rows = to_rows(record, instances)
     except PlatformError as error:
         raise MlflowError(error.message, "INVALID_PARAMETER_VALUE") from error
-    answer = await run_in_threadpool(
-        run_prediction, owner, record, rows, c.settings.predict_timeout_s
-    )
+    answer = await batcher_for(c.settings).predict(owner, record, rows)
     return SafeJSONResponse({"predictions": answer["predictions"]})
 
 
