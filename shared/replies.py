@@ -75,10 +75,13 @@ class Inbox:
         self._connection = aredis.Redis.from_url(redis_url, socket_connect_timeout=5.0)
         self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._listener: asyncio.Task[None] | None = None
+        self._closing = False
 
     def expect(self, correlation: str) -> asyncio.Future[dict[str, Any]]:
         """A future for the answer of ``correlation``; listens from the first call."""
         loop = asyncio.get_running_loop()
+        if self._closing:
+            raise RuntimeError("the reply inbox is closed")
         if self._listener is None or self._listener.done():
             self._listener = loop.create_task(self._listen())
         future: asyncio.Future[dict[str, Any]] = loop.create_future()
@@ -89,10 +92,32 @@ class Inbox:
         """Stop waiting for ``correlation`` (its caller gave up)."""
         self._waiting.pop(correlation, None)
 
+    async def close(self) -> None:
+        """Stop listening and release the connection.
+
+        The listener is asked to stop and ends at its next wake-up, within
+        ``LISTEN_TIMEOUT_S``; it is not cancelled, because a cancellation that
+        lands while redis-py is between two commands on the connection can
+        leave the task waiting for a reply that never comes (seen with
+        redis-py 8.2).
+        """
+        self._closing = True
+        listener, self._listener = self._listener, None
+        if listener is not None and not listener.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(listener), LISTEN_TIMEOUT_S + 2.0)
+            except asyncio.TimeoutError:
+                listener.cancel()
+        for future in self._waiting.values():
+            if not future.done():
+                future.cancel()
+        self._waiting.clear()
+        await self._connection.aclose()
+
     async def _listen(self) -> None:
         key = keys.reply(self.address)
         warned = False
-        while True:
+        while not self._closing:
             try:
                 item = await self._connection.blpop([key], timeout=LISTEN_TIMEOUT_S)
             except asyncio.CancelledError:

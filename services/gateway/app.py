@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
 from services.gateway import ui
+from services.gateway.batching import close_batchers
 from services.gateway.fast_predict import FastPredict
 from services.gateway.limits import BodyLimit, platform_refusal
 from services.gateway.responses import SafeJSONResponse, error_body, error_response
@@ -76,6 +77,10 @@ def create_app(settings: Settings) -> FastAPI:
             get_clients().storage.ensure_bucket()
         except PlatformError as error:
             log.error("gateway: storage is not ready: %s", error.message)
+
+    @api.on_event("shutdown")
+    async def release() -> None:
+        await close_batchers()
 
     return api
 

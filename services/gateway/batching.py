@@ -104,6 +104,11 @@ class Batcher:
             )
         return await future
 
+    async def close(self) -> None:
+        """Stop listening for answers and let the sending threads end."""
+        await self.inbox.close()
+        self._senders.shutdown(wait=False)
+
     def _window_ended(self, key: BatchKey) -> None:
         """Send the batch, unless one more of its key already waits in the queue.
 
@@ -215,6 +220,13 @@ def split(answer: dict[str, Any], sizes: list[int]) -> list[dict[str, Any]]:
 
 
 _BATCHERS: dict[tuple[int, int], Batcher] = {}
+
+
+async def close_batchers() -> None:
+    """Close the batchers of the running event loop (the gateway shutting down)."""
+    loop_id = id(asyncio.get_running_loop())
+    for key in [key for key in _BATCHERS if key[1] == loop_id]:
+        await _BATCHERS.pop(key).close()
 
 
 def batcher_for(settings: Settings) -> Batcher:

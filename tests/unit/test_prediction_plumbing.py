@@ -46,7 +46,9 @@ def test_the_inbox_hands_each_answer_to_its_own_future(redis_url: str) -> None:
         replies.push(connection, inbox.address, "b", {"n": 2})
         replies.push(connection, inbox.address, "a", {"n": 1})
         replies.push(connection, inbox.address, "gone", {"n": 3})  # nobody waits
-        return list(await asyncio.wait_for(asyncio.gather(first, second), 5))
+        answers = list(await asyncio.wait_for(asyncio.gather(first, second), 5))
+        await asyncio.wait_for(inbox.close(), 5)
+        return answers
 
     assert asyncio.run(scenario()) == [{"n": 1}, {"n": 2}]
 
