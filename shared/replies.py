@@ -106,7 +106,7 @@ class Inbox:
         if listener is not None and not listener.done():
             try:
                 await asyncio.wait_for(asyncio.shield(listener), LISTEN_TIMEOUT_S + 2.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 listener.cancel()
         for future in self._waiting.values():
             if not future.done():
