@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from celery.exceptions import SoftTimeLimitExceeded
-from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import (
@@ -65,9 +65,13 @@ LOW_SCORE = 4
 NOT_ENOUGH_DATA = 8
 TEST_FRACTION = 0.2
 LINEAR = "linear"
+FOREST = "random_forest"
 BOOSTING = "hist_gradient_boosting"
-ALGORITHMS = (LINEAR, BOOSTING)
+ALGORITHMS = (LINEAR, FOREST, BOOSTING)
+# As the training pipeline's (services/training/pipeline.py).
 LOGISTIC_MAX_ITER = 1_000
+FOREST_TREES = 200
+FOREST_MIN_SAMPLES_LEAF = 5
 # As the Moodle backend's training jobs: Moodle's targets are rare events.
 CLASS_WEIGHT = "balanced"
 METRICS = ("accuracy", "balanced accuracy", "precision", "recall", "f1_score")
@@ -142,6 +146,16 @@ def build_pipeline(algorithm: str, seed: int) -> Pipeline:
     if algorithm == LINEAR:
         steps.append(
             LogisticRegression(max_iter=LOGISTIC_MAX_ITER, class_weight=CLASS_WEIGHT)
+        )
+    elif algorithm == FOREST:
+        steps.append(
+            RandomForestClassifier(
+                n_estimators=FOREST_TREES,
+                min_samples_leaf=FOREST_MIN_SAMPLES_LEAF,
+                class_weight=CLASS_WEIGHT,
+                n_jobs=1,
+                random_state=seed,
+            )
         )
     else:
         steps.append(

@@ -14,6 +14,8 @@ import gzip
 import hashlib
 import io
 import json
+import math
+import random
 import uuid
 import zipfile
 from collections.abc import Iterator
@@ -489,6 +491,93 @@ def test_evaluating_the_trained_model_scores_it_once(moodle, trained_366):
     assert result["status"] == 0, result
     assert result["score_deviation"] == 0
     assert 0.75 <= result["score"] <= 1
+
+
+def cos_above_sin(count: int, seed: int) -> tuple[list[list[float]], list[float]]:
+    """Samples of a boundary that is not a straight line: class 1 where cos a > sin b.
+
+    The class is written ``1.0``/``0.0``, as some clients of Moodle's backend do.
+    """
+    generator = random.Random(seed)
+    samples, labels = [], []
+    for _ in range(count):
+        a, b = (generator.uniform(-math.pi, math.pi) for _ in range(2))
+        samples.append([a, b])
+        labels.append(float(math.cos(a) > math.sin(b)))
+    return samples, labels
+
+
+CURVED_HEADER = 'nfeatures,nclasses,targettype,targetclasses\n2,2,discrete,"[0,1]"\n'
+
+
+def curved_training_file(count: int, seed: int) -> bytes:
+    samples, labels = cos_above_sin(count, seed)
+    rows = [f"{a},{b},{label}" for (a, b), label in zip(samples, labels, strict=True)]
+    return (CURVED_HEADER + "f0,f1,t0\n" + "\n".join(rows)).encode()
+
+
+def test_a_curved_boundary_is_learned_and_predicted_from_a_file_naming_its_target(
+    moodle,
+):
+    ids = {"uniqueid": f"curved-{uuid.uuid4().hex}", "dirhash": "abc"}
+    samples, labels = cos_above_sin(200, seed=2)
+    # Line 3 names the target too, as in a training file; the rows lack it.
+    rows = [f"r{i},{a},{b}" for i, (a, b) in enumerate(samples)]
+    query = (CURVED_HEADER + "sampleid,f0,f1,t0\n" + "\n".join(rows)).encode()
+
+    trained = moodle.post(
+        "/training",
+        files={"dataset": ("data.txt", curved_training_file(2000, 1))},
+        **ids,
+    ).json()
+    answer = moodle.post(
+        "/prediction", files={"dataset": ("x.txt", query)}, **ids
+    ).json()
+
+    assert trained["status"] == 0, trained
+    predicted = predictions_of(answer)
+    assert len(predicted) == len(labels)
+    correct = sum(
+        float(predicted[f"r{i}"][0]) == label for i, label in enumerate(labels)
+    )
+    assert correct / len(labels) > 0.8
+
+
+@pytest.mark.parametrize("seed", [3, 4, 5])
+def test_a_curved_boundary_is_found_in_an_evaluation_of_100_samples(moodle, seed):
+    fields = {"minscore": "0", "maxdeviation": "0", "niterations": "1"}
+    data = curved_training_file(100, seed)
+
+    result = moodle.post(
+        "/evaluation",
+        files={"dataset": ("data.txt", data)},
+        uniqueid=f"curved-evaluation-{uuid.uuid4().hex}",
+        dirhash="abc",
+        **fields,
+    ).json()
+
+    assert result["status"] == 0, result
+    for name in ("accuracy", "precision", "recall", "f1_score", "score"):
+        assert result[name] >= 0.7, (name, result[name])
+
+
+def test_get_parameters_may_come_as_a_form_body(moodle, trained_366):
+    fields = form("test-366-1904-training.csv.gz")
+    auth = (USER, PASSWORD)
+
+    def get(path: str, **given: Any) -> httpx.Response:
+        return httpx.request(
+            "GET", f"{moodle.url}{path}", data=given, auth=auth, timeout=LONG_S
+        )
+
+    exported = get("/export", **fields)
+    unknown = get("/export", uniqueid=f"never-{uuid.uuid4().hex}", dirhash="123")
+    log = get("/evaluationlog", runid=0, **fields)
+
+    assert exported.status_code == 200
+    assert "samples.csv" in zipfile.ZipFile(io.BytesIO(exported.content)).namelist()
+    assert unknown.status_code == 503
+    assert log.status_code == 200
 
 
 # --- export, import, delete --------------------------------------------------------

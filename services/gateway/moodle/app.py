@@ -53,6 +53,7 @@ MAX_FORM_FIELDS = 20
 MAX_FORM_FILES = 2
 _NOT_NUMBER = re.compile(r"[^0-9.]")
 _NOT_DIGIT = re.compile(r"[^0-9]")
+FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 
 
 class MissingParameter(Exception):
@@ -60,7 +61,7 @@ class MissingParameter(Exception):
 
 
 class Params:
-    """A request's parameters: the query string, then the multipart form."""
+    """A request's parameters: its form (multipart or URL-encoded), then its query."""
 
     def __init__(self, request: Request, form: Any) -> None:
         self.query = request.query_params
@@ -133,8 +134,11 @@ def create_app(settings: Settings) -> FastAPI:
         return Caller(user=user.name, tenant=user.tenant)
 
     async def params_of(request: Request) -> Params:
+        # A form body counts on GET too: clients of Moodle's backend send the
+        # parameters of /evaluationlog and /export that way.
         form = None
-        if request.method == "POST":
+        content_type = request.headers.get("content-type", "").lower()
+        if content_type.startswith(FORM_TYPES):
             form = await request.form(
                 max_files=MAX_FORM_FILES, max_fields=MAX_FORM_FIELDS
             )

@@ -18,9 +18,12 @@ training job, the serving task or the evaluation task it sends, at most
   anything it receives: a logistic regression fitted on every sample, none
   held out, so the platform registers the version without evaluating it.
   The platform's own job checks stay as strict for ``/v1``.
-- Algorithm: logistic regression below ``LARGE_DATASET_ROWS`` samples,
+- Algorithm: a random forest below ``LARGE_DATASET_ROWS`` samples,
   histogram gradient boosting from there on, classes weighted as
-  ``balanced``. Moodle's targets are rare events (the students at risk, a
+  ``balanced``. A logistic regression would be steadier on few samples but
+  cannot follow a boundary that is not a straight line; on 100 samples of
+  such a boundary it scored below 0.7 in a third of the draws, the forest in
+  one in twenty. Moodle's targets are rare events (the students at risk, a
   few in ten), and Moodle ignores the predictions of the common class:
   unweighted, the model would mostly predict that class and flag almost
   nobody. Evaluation uses the same rule.
@@ -80,7 +83,9 @@ NOT_TRAINED = "Provided model have not been trained yet"
 
 LARGE_DATASET_ROWS = 1_000
 LINEAR: Algorithm = "linear"
+FOREST: Algorithm = "random_forest"
 BOOSTING: Algorithm = "hist_gradient_boosting"
+ALGORITHMS: tuple[Algorithm, ...] = (LINEAR, FOREST, BOOSTING)
 # Moodle's targets are imbalanced; see the module docstring.
 CLASS_WEIGHT: Literal["balanced"] = "balanced"
 MIN_PER_CLASS = 2
@@ -106,7 +111,7 @@ class Caller:
 
 
 def algorithm_for(samples: int) -> Algorithm:
-    return LINEAR if samples < LARGE_DATASET_ROWS else BOOSTING
+    return FOREST if samples < LARGE_DATASET_ROWS else BOOSTING
 
 
 class MoodleBackend:
@@ -608,9 +613,7 @@ class MoodleBackend:
         )
         _, etag = self.store.get(caller.tenant, uniqueid, dirhash)
         exported = manifest.get("algorithm")
-        algorithm: Algorithm | None = None
-        if exported in (LINEAR, BOOSTING):
-            algorithm = LINEAR if exported == LINEAR else BOOSTING
+        algorithm = next((known for known in ALGORITHMS if known == exported), None)
         return self._train(caller, uniqueid, dirhash, batch, None, etag, algorithm)
 
     def _read_export(self, data: bytes) -> tuple[dict[str, Any], bytes]:

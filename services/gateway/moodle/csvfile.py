@@ -7,7 +7,8 @@ columns:
 
 - a labelled file (``/training``, ``/evaluation``): the features, then the
   target, whose values are among ``targetclasses``;
-- an unlabelled file (``/prediction``): the sample id, then the features.
+- an unlabelled file (``/prediction``): the sample id, then the features
+  (a target name after them, with no values in the rows, is ignored).
 
 Feature values are numbers (Moodle's indicators lie in [-1, 1]); an empty
 field is an indicator Moodle could not calculate and stays missing. Columns
@@ -78,6 +79,7 @@ def read_unlabelled(data: bytes, max_rows: int, max_columns: int) -> MoodleFile:
             f"dataset: a prediction file needs the sample id and at least one "
             f"feature; line 3 names {len(header)} column(s)"
         )
+    header = _without_target_name(header, metadata)
     frame = _read_rows(rows, len(header), max_rows, id_column=True)
     ids = frame.iloc[:, 0].fillna("").astype(str).tolist()
     names = _feature_names(header[1:])
@@ -85,6 +87,19 @@ def read_unlabelled(data: bytes, max_rows: int, max_columns: int) -> MoodleFile:
     _check_finite(X)
     _check_nfeatures(metadata, len(names))
     return MoodleFile(metadata=metadata, names=names, X=X, ids=ids)
+
+
+def _without_target_name(header: list[str], metadata: dict[str, str]) -> list[str]:
+    """Line 3 of a prediction file, less a trailing target name its rows lack.
+
+    Some writers name the columns of a prediction file as those of a training
+    file (sample id, features, target) and leave the target out of the rows;
+    ``nfeatures`` tells the two apart.
+    """
+    declared = metadata.get("nfeatures", "")
+    if declared.isdigit() and len(header) == int(declared) + 2:
+        return header[:-1]
+    return header
 
 
 def target_classes(metadata: dict[str, str]) -> list[int]:
