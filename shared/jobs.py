@@ -91,7 +91,8 @@ class Gates(BaseModel):
     max_group_gap: float | None = Field(
         default=None,
         ge=0.0,
-        description="Largest allowed best-minus-worst gap of gap_metric between groups.",
+        description="Largest allowed best-minus-worst gap of gap_metric between "
+        "groups.",
     )
     gap_metric: str = Field(
         default="recall",

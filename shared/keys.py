@@ -8,6 +8,11 @@ Everything is scoped by tenant.
 from __future__ import annotations
 
 
+def text(value: bytes | str) -> str:
+    """A key or value read back from Redis, which answers bytes, as text."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def tenant_root(tenant: str) -> str:
     return f"tenants/{tenant}"
 

@@ -83,4 +83,4 @@ class Lease:
 
 def holder(connection: redis.Redis, tenant: str, job_id: str, step: str) -> str | None:
     value = connection.get(keys.job_lease(tenant, job_id, step))
-    return value.decode() if value else None
+    return keys.text(value) if value else None

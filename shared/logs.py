@@ -21,15 +21,16 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 CONTEXT_FIELDS = ("job_id", "tenant", "model", "version", "queue")
 QUIET_LOGGERS = ("botocore", "boto3", "urllib3", "s3transfer", "optuna")
 
-_context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar(
-    "log_context", default={}
+_context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "log_context", default=None
 )
 
 
 @contextlib.contextmanager
 def job_context(**fields: Any) -> Iterator[None]:
     """Attach job fields to every log line written inside the block."""
-    token = _context.set({**_context.get(), **{k: v for k, v in fields.items() if v}})
+    given = {k: v for k, v in fields.items() if v}
+    token = _context.set({**(_context.get() or {}), **given})
     try:
         yield
     finally:
@@ -38,7 +39,7 @@ def job_context(**fields: Any) -> Iterator[None]:
 
 class ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        for name, value in _context.get().items():
+        for name, value in (_context.get() or {}).items():
             if not hasattr(record, name):
                 setattr(record, name, value)
         return True

@@ -168,7 +168,7 @@ class RedisMetrics(Collector):
                 raw = self.connection.hgetall(keys.metric(name))
             except redis.RedisError:
                 continue
-            values = {key.decode(): float(value) for key, value in raw.items()}
+            values = {keys.text(key): float(value) for key, value in raw.items()}
             if kind == "counter":
                 yield _counter(name, text, label_names, values)
             else:

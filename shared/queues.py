@@ -152,7 +152,7 @@ def health(queue: dict[str, Any], limits: Thresholds) -> tuple[str, str]:
     return OK, "flowing"
 
 
-def _sent_at(raw: bytes) -> float | None:
+def _sent_at(raw: bytes | str) -> float | None:
     try:
         headers = json.loads(raw).get("headers", {})
         return float(headers["sent_at"])

@@ -42,7 +42,7 @@ class Reaper:
         self._stop.set()
 
     def sweep(self) -> list[str]:
-        """One pass over the unfinished jobs; returns what it did, for logs and tests."""
+        """One pass over the unfinished jobs; what it did, for logs and tests."""
         done = []
         for tenant, job_id in self.clients.jobs.active():
             action = self._examine(tenant, job_id)

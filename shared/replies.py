@@ -133,7 +133,7 @@ class Inbox:
                 continue
             self._deliver(item[1])
 
-    def _deliver(self, raw: bytes) -> None:
+    def _deliver(self, raw: bytes | str) -> None:
         reply = orjson.loads(raw)
         future = self._waiting.pop(reply["id"], None)
         if future is not None and not future.done():

@@ -163,7 +163,8 @@ def _group_gate(
 
 
 def _gain_is_clear(interval: dict[str, Any] | None) -> bool:
-    return bool(interval) and interval.get("low") is not None and interval["low"] > 0
+    low = interval.get("low") if interval else None
+    return low is not None and low > 0
 
 
 def _fmt(value: float | None) -> str:

@@ -1,6 +1,6 @@
 """Entry point of the evaluation worker.
 
-    celery -A services.evaluation.worker worker -Q evaluation
+celery -A services.evaluation.worker worker -Q evaluation
 """
 
 from services.evaluation import moodle, tasks  # noqa: F401  (register the tasks)

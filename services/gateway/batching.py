@@ -176,7 +176,10 @@ class Batcher:
             )
         except Exception as error:  # noqa: BLE001 - each caller gets its own copy
             return [error] * len(batch.requests)
-        return split(answer, [len(request.rows) for request in batch.requests])
+        answers: list[dict[str, Any] | BaseException] = list(
+            split(answer, [len(request.rows) for request in batch.requests])
+        )
+        return answers
 
     async def _run(self, batch: Batch, rows: list[list[Any]]) -> dict[str, Any]:
         """Send one task for ``rows`` and await its answer in the inbox."""

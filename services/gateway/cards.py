@@ -109,9 +109,9 @@ def _data_section(document: dict[str, Any]) -> list[str]:
     return [
         "## Data",
         "",
-        f"- Dataset `{data['dataset_id']}` (content hash), {data['rows']} rows, uploaded "
-        f"{data['uploaded_at']}; {data['train_rows']} rows to train, {data['test_rows']} "
-        "held out to test.",
+        f"- Dataset `{data['dataset_id']}` (content hash), {data['rows']} rows, "
+        f"uploaded {data['uploaded_at']}; {data['train_rows']} rows to train, "
+        f"{data['test_rows']} held out to test.",
         f"- Target: `{data['target']}`.",
         f"- Student ids: {_ids_line(data['id_column_pseudonymised'])}.",
         f"- Features: {features}.",

@@ -49,7 +49,9 @@ class Tuning:
         }
 
 
-def suggest(trial: optuna.Trial, task: str, algorithm: str) -> Space:
+def suggest(
+    trial: optuna.Trial | optuna.trial.FixedTrial, task: str, algorithm: str
+) -> Space:
     """One point of the algorithm's search space, as pipeline parameters."""
     if algorithm == "linear":
         if task == "classification":
@@ -114,9 +116,12 @@ def tune(
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     best = study.best_trial
     params = suggest(optuna.trial.FixedTrial(best.params), task, algorithm)
+    value = best.value
     return Tuning(
         params=params,
-        score=None if not np.isfinite(best.value) else round(float(best.value), 6),
+        score=None
+        if value is None or not np.isfinite(value)
+        else round(float(value), 6),
         scoring=scoring,
         trials=len(done),
         seconds=elapsed,

@@ -1,6 +1,6 @@
 """Entry point of the training worker.
 
-    celery -A services.training.worker worker -Q training
+celery -A services.training.worker worker -Q training
 """
 
 from services.training import tasks  # noqa: F401  (registers the task)

@@ -144,8 +144,12 @@ def test_the_fast_path_and_the_fastapi_route_answer_alike(
         url, content=b'{"instances": [', headers={"content-type": "application/json"}
     )
     unknown_key = api.post(
-        url, content=body, headers={"authorization": "Bearer eduml_not-a-key",
-                                    "content-type": "application/json"}
+        url,
+        content=body,
+        headers={
+            "authorization": "Bearer eduml_not-a-key",
+            "content-type": "application/json",
+        },
     )
 
     assert fast.status_code == routed.status_code == 200

@@ -104,7 +104,8 @@ def erase_student(
     busy = [
         job_id
         for tenant_id, job_id in c.jobs.active()
-        if tenant_id == owner and c.jobs.get(owner, job_id).request.dataset_id == dataset_id
+        if tenant_id == owner
+        and c.jobs.get(owner, job_id).request.dataset_id == dataset_id
     ]
     if busy:
         raise Conflict(

@@ -123,7 +123,7 @@ def champion_gauges(connection: redis.Redis) -> Iterator[Any]:
         "eduml_champion_version",
         "Version that serves each model.",
         ("tenant", "model"),
-        [(k.decode().split("/", 1), float(v)) for k, v in champions.items()],
+        [(keys.text(k).split("/", 1), float(v)) for k, v in champions.items()],
     )
 
 
