@@ -199,16 +199,7 @@ def start_redis(port: int, log: Path) -> subprocess.Popen:
 def start_gateway(
     host: str, port: int, log: Path, env: dict[str, str]
 ) -> subprocess.Popen:
-    command = [
-        str(BIN / "uvicorn"),
-        "services.gateway.app:app",
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--no-access-log",
-    ]
-    process = spawn(command, log, env)
+    process = _uvicorn("services.gateway.app:app", host, port, log, env)
     wait_until(lambda: _ready(f"http://{host}:{port}"), START_TIMEOUT_S, "the gateway")
     return process
 
@@ -217,22 +208,20 @@ def start_moodle(
     host: str, port: int, log: Path, env: dict[str, str]
 ) -> subprocess.Popen:
     """The Moodle backend app (services/gateway/moodle) on a port of its own."""
-    command = [
-        str(BIN / "uvicorn"),
-        "services.gateway.moodle.app:app",
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--no-access-log",
-    ]
-    process = spawn(command, log, env)
+    process = _uvicorn("services.gateway.moodle.app:app", host, port, log, env)
     wait_until(
         lambda: _answers(f"http://{host}:{port}/version"),
         START_TIMEOUT_S,
         "the Moodle backend",
     )
     return process
+
+
+def _uvicorn(
+    app: str, host: str, port: int, log: Path, env: dict[str, str]
+) -> subprocess.Popen:
+    command = [str(BIN / "uvicorn"), app, "--host", host, "--port", str(port)]
+    return spawn([*command, "--no-access-log"], log, env)
 
 
 def start_worker(
