@@ -125,8 +125,13 @@ def parse_csv(
     encoding: str | None = None,
     max_rows: int,
     max_columns: int,
+    min_columns: int = 2,
 ) -> ParsedTable:
-    """Read an uploaded CSV into typed columns, or refuse it with a reason."""
+    """Read an uploaded CSV into typed columns, or refuse it with a reason.
+
+    ``min_columns`` is 2 for a training table (features and a target); a file
+    of instances to predict may hold a single feature.
+    """
     _check_options(delimiter, decimal)
     text, used_encoding, notes = _decode(data, encoding)
 
@@ -134,7 +139,7 @@ def parse_csv(
     if delimiter is None:
         delimiter = _detect_delimiter(sample)
     header = _read_header(sample, delimiter)
-    names = _check_header(header, delimiter, max_columns)
+    names = _check_header(header, delimiter, max_columns, min_columns)
 
     cells = _read_cells(text, delimiter, header, max_rows)
     cells, dropped = _drop_trailing_columns(cells, header, text, delimiter)
@@ -397,15 +402,17 @@ def _is_blank(record: list[str]) -> bool:
     return not record or (len(record) == 1 and not record[0].strip())
 
 
-def _check_header(header: list[str], delimiter: str, max_columns: int) -> list[str]:
+def _check_header(
+    header: list[str], delimiter: str, max_columns: int, min_columns: int
+) -> list[str]:
     """The column names, once the header passes every check."""
     names = _named_part(header)
     if len(names) > max_columns:
         raise PayloadTooLarge(
             f"{len(names)} columns exceeds the limit of {max_columns} columns"
         )
-    if len(names) < 2:
-        raise InvalidInput(_too_few_columns_message(names, delimiter))
+    if len(names) < min_columns:
+        raise InvalidInput(_too_few_columns_message(names, delimiter, min_columns))
     _reject_empty_names(names)
     _reject_duplicate_names(names)
     return names
@@ -419,10 +426,11 @@ def _named_part(header: list[str]) -> list[str]:
     return header[:end]
 
 
-def _too_few_columns_message(names: list[str], delimiter: str) -> str:
+def _too_few_columns_message(names: list[str], delimiter: str, needed: int) -> str:
+    why = " (features and a target)" if needed == 2 else ""
     message = (
         f"file has {_count(len(names), 'column')} when read with delimiter "
-        f"{delimiter!r}; at least 2 are needed (features and a target)"
+        f"{delimiter!r}; at least {needed} are needed{why}"
     )
     others = [
         mark for mark in DELIMITERS if mark != delimiter and names and mark in names[0]

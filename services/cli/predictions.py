@@ -1,7 +1,9 @@
 """Predictions for a CSV: rows read into instances, sent in batches, answers joined.
 
-A missing or non-finite value (empty, NA, inf) is sent as null; the gateway
-matches columns by name and ignores the ones the model does not use.
+The file is read as an upload is (``shared.datasets.parse_csv``): its
+encoding, its delimiter among ``, ; TAB |`` and its decimal mark are found
+the same way. A missing value is sent as null; the gateway matches columns by
+name and ignores the ones the model does not use.
 """
 
 from __future__ import annotations
@@ -16,8 +18,12 @@ from rich.console import Console
 from rich.progress import track
 
 from services.cli.client import ApiError, CliError, Gateway
+from shared.datasets import parse_csv
+from shared.errors import PlatformError
 
 BATCH_ROWS = 500  # instances per request, half the gateway's MAX_PREDICT_INSTANCES
+MAX_ROWS = 2_000_000  # as an upload's default MAX_CSV_ROWS
+MAX_COLUMNS = 2_000
 
 
 @dataclass
@@ -31,9 +37,17 @@ class Predictions:
 def read_instances(path: Path) -> list[dict[str, Any]]:
     """Every row of the CSV at ``path`` as a JSON-ready instance."""
     try:
-        frame = pd.read_csv(path)
-    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as error:
-        raise CliError(f"cannot read {path} as a CSV file: {error}") from error
+        table = parse_csv(
+            path.read_bytes(),
+            max_rows=MAX_ROWS,
+            max_columns=MAX_COLUMNS,
+            min_columns=1,
+        )
+    except OSError as error:
+        raise CliError(f"cannot read {path}: {error.strerror}") from error
+    except PlatformError as error:
+        raise CliError(f"cannot read {path} as a CSV file: {error.message}") from error
+    frame = table.frame
     if frame.empty:
         raise CliError(f"{path} has a header but no rows to predict")
     records = frame.to_dict(orient="records")

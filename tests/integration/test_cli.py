@@ -179,16 +179,40 @@ def test_predict_adds_a_probability_column_per_class(trained, tmp_path):
     )
 
 
-def test_predict_sends_missing_and_infinite_values_as_null(trained, tmp_path):
+def test_predict_sends_missing_values_as_null(trained, tmp_path):
     rows = tmp_path / "students.csv"
-    rows.write_text("standLRT,sex\n0.6,F\n,M\ninf,F\n-inf,\nNaN,M\n")
+    rows.write_text("standLRT,sex\n0.6,F\n,M\n0.1,\nNaN,M\n")
 
     result = trained.cli("predict", trained.model, str(rows))
 
     assert result.exit_code == 0, result.output
     printed = pd.read_csv(io.StringIO(result.stdout))
     assert list(printed.columns) == ["prediction"]
-    assert len(printed) == 5
+    assert len(printed) == 4
+
+
+def test_predict_reads_a_semicolon_file_with_decimal_commas(trained, tmp_path):
+    commas = tmp_path / "commas.csv"
+    semicolons = tmp_path / "semicolons.csv"
+    commas.write_text("student,standLRT,sex\ns1,2.5,F\ns2,-1.25,M\n")
+    semicolons.write_text("student;standLRT;sex\ns1;2,5;F\ns2;-1,25;M\n")
+
+    expected = trained.cli("predict", trained.model, str(commas))
+    result = trained.cli("predict", trained.model, str(semicolons))
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout == expected.stdout
+    assert len(pd.read_csv(io.StringIO(result.stdout))) == 2
+
+
+def test_predict_refuses_an_infinite_number_naming_its_line(trained, tmp_path):
+    rows = tmp_path / "students.csv"
+    rows.write_text("standLRT,sex\n0.6,F\ninf,M\n")
+
+    result = trained.cli("predict", trained.model, str(rows))
+
+    assert result.exit_code == 2
+    assert "'inf' on line 3" in result.stderr
 
 
 def test_predict_error_names_the_rows_of_the_file(trained, tmp_path):
