@@ -28,6 +28,7 @@ class Comparison:
     note: str | None = None
     gain_interval: dict[str, Any] | None = None
     gaps: dict[str, dict[str, float | None]] | None = None
+    roc: dict[str, Any] | None = None
 
 
 @dataclass

@@ -1,9 +1,10 @@
 """The evidence a report holds about one version on its held-out students.
 
-Metrics with a bootstrap interval for the primary one, calibration and the
-share of at-risk students found at a capacity (classifiers), per-group
-tables, and permutation importance of each feature, within a budget of rows,
-features and seconds (``ImportanceBudget``).
+Metrics with a bootstrap interval for the primary one, calibration, the ROC
+curve and the share of at-risk students found at a capacity (classifiers),
+residuals (regressors), per-group tables, and permutation importance of
+each feature, within a budget of rows, features and seconds
+(``ImportanceBudget``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from services.evaluation import fairness, uncertainty
+from services.evaluation import curves, fairness, uncertainty
 from services.evaluation.metrics import classification_metrics, regression_metrics
 from shared.jobs import JobRequest
 from shared.registry import VersionRecord
@@ -95,6 +96,50 @@ def classifier_extras(
         "calibration": uncertainty.calibration(actual, out.positive_proba),
         "capacity": uncertainty.at_capacity(actual, out.positive_proba, capacity),
     }
+
+
+def roc_of(
+    version: VersionRecord, y: np.ndarray, out: Outputs
+) -> dict[str, Any] | None:
+    """The version's ROC curve on the rows, for a binary model with probabilities."""
+    if out.positive_proba is None or not version.classes:
+        return None
+    actual = (y == version.classes[1]).astype(int)
+    curve = curves.roc(actual, out.positive_proba)
+    return None if curve is None else {"version": version.version, **curve}
+
+
+def roc_section(
+    version: VersionRecord,
+    y: np.ndarray,
+    out: Outputs,
+    champion: dict[str, Any] | None,
+) -> dict[str, Any] | None:
+    """The candidate's ROC curve and the champion's on the same rows, if known.
+
+    The trivial baseline gives every student the same probability: its curve
+    is the diagonal, and its AUC is in the report's baseline.
+    """
+    candidate = roc_of(version, y, out)
+    if candidate is None:
+        return None
+    positives = int(np.sum(y == version.classes[1])) if version.classes else 0
+    return {
+        "candidate": candidate,
+        "champion": champion,
+        "rows": int(len(y)),
+        "positives": positives,
+        "max_points": curves.ROC_MAX_POINTS,
+    }
+
+
+def residuals_of(
+    version: VersionRecord, y: np.ndarray, out: Outputs
+) -> dict[str, Any] | None:
+    """A regressor's residuals on the rows (seeded by the version), else None."""
+    if version.task == CLASSIFICATION:
+        return None
+    return curves.residuals(y, out.predicted, version.seed)
 
 
 def groups_of(

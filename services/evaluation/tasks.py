@@ -2,11 +2,13 @@
 
 The candidate and the current champion are scored on the same held-out rows
 the training service kept aside. The report holds the metrics with a
-bootstrap interval, the trivial baseline, calibration, the share of at-risk
-students found at the model's capacity, per-group tables and feature
-importance; the decision checks the model's gates (see decision.py). A
-promotion is a compare-and-set: if another evaluation promoted a version
-meanwhile, the candidate is judged again against that one.
+bootstrap interval, the trivial baseline, calibration, the ROC curves of
+the candidate and the champion (binary classifiers), residuals (regressors),
+the share of at-risk students found at the model's capacity, per-group
+tables and feature importance; the decision checks the model's gates (see
+decision.py). A promotion is a compare-and-set: if another evaluation
+promoted a version meanwhile, the candidate is judged again against that
+one.
 """
 
 from __future__ import annotations
@@ -174,6 +176,8 @@ def not_assessed(
         "baseline": None,
         "calibration": None,
         "capacity": None,
+        "roc": None,
+        "residuals": None,
         "groups": {},
         "group_gaps": {},
         "group_columns": request.group_columns,
@@ -333,6 +337,9 @@ def compare(
         metrics=evidence.metrics_of(champion, held_out.y, out),
         gain_interval=gain,
         gaps=groups["gaps"],
+        roc=evidence.roc_of(champion, held_out.y, out)
+        if champion.classes == candidate.classes
+        else None,
     )
 
 
@@ -369,6 +376,10 @@ def build_report(
         "baseline": judged.baseline,
         "calibration": extras["calibration"],
         "capacity": extras["capacity"],
+        "roc": evidence.roc_section(
+            version, held_out.y, judged.out, decision.champion.roc
+        ),
+        "residuals": evidence.residuals_of(version, held_out.y, judged.out),
         "groups": judged.groups["table"],
         "group_gaps": judged.groups["gaps"],
         "group_columns": request.group_columns,
