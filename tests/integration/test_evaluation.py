@@ -58,6 +58,10 @@ def test_groups_and_pairs_are_reported_and_kept_out_of_the_features(
     assert evaluation["intervals"]["roc_auc"]["low"] < evaluation["metrics"]["roc_auc"]
     assert evaluation["baseline"]["roc_auc"] == 0.5
     assert evaluation["calibration"]["brier"] is not None
+    roc = evaluation["roc"]["candidate"]
+    assert roc["version"] == 1
+    assert roc["auc"] == pytest.approx(evaluation["metrics"]["roc_auc"], abs=1e-6)
+    assert 2 < len(roc["points"]) <= 100 and evaluation["residuals"] is None
     assert evaluation["capacity"]["share"] == 0.1
     assert "by groups of 'school'" in evaluation["validation"]["scheme"]
     assert card.status_code == 200
@@ -165,6 +169,11 @@ def test_the_same_job_twice_gives_identical_metrics(api, model_name):
 
     assert first["metrics"] == second["metrics"]
     version = api.get(f"/v1/models/{model_name}/versions/2").json()
+    first_version = api.get(f"/v1/models/{model_name}/versions/1").json()
+    residuals = version["evaluation"]["residuals"]
+    assert residuals == first_version["evaluation"]["residuals"]
+    assert set(residuals["sample"][0]) == {"predicted", "residual"}
+    assert version["evaluation"]["roc"] is None
     assert (
         version["tuning"]["trials"] == 3 and version["tuning"]["stopped_by"] == "trials"
     )

@@ -25,6 +25,7 @@ import pandas as pd
 import pytest
 from markupsafe import escape
 
+from services.evaluation.curves import RESIDUALS_MAX_POINTS
 from services.gateway.ui import plots
 from shared.settings import Settings
 from tests.conftest import ARTIFACTS, DATA, TenantAccess, client_with_key, create_tenant
@@ -141,11 +142,14 @@ def test_every_page_answers_html_for_a_bearer_key(gateway_url, trained):
     assert 'data-plot="queue-depth"' in pages["/ui/queues"].text
     assert 'data-queue="training"' in pages["/ui/queues"].text
     assert 'data-plot="timeline"' in job.text and 'data-state="deployed"' in job.text
-    for plot in ("metric-history", "calibration", "groups-sex", "importance"):
+    for plot in ("metric-history", "calibration", "roc", "groups-sex", "importance"):
         assert f'data-plot="{plot}"' in classifier.text, plot
-    assert "Version 2" in earlier.text
+    assert "Version 2" in earlier.text and 'data-plot="roc"' in earlier.text
     assert 'data-plot="groups-sex"' in regressor.text and "mean error" in regressor.text
+    assert 'data-plot="residuals"' in regressor.text
     assert 'data-plot="calibration"' not in regressor.text
+    assert 'data-plot="roc"' not in regressor.text
+    assert 'data-plot="residuals"' not in classifier.text
 
 
 def test_a_page_without_a_key_sends_the_browser_to_the_login_form(gateway_url):
@@ -433,7 +437,7 @@ def test_browser_models_page_lists_both_models_with_their_champion(
     assert any(trained.regressor in row and "r2" in row for row in rows), rows
 
 
-def test_browser_classifier_page_draws_history_calibration_groups_and_importance(
+def test_browser_classifier_page_draws_history_calibration_roc_groups_importance(
     dashboard, gateway_url, trained
 ):
     from selenium.webdriver.common.by import By
@@ -442,6 +446,7 @@ def test_browser_classifier_page_draws_history_calibration_groups_and_importance
 
     history = drawn(dashboard, "metric-history", "circle.point")
     calibration = drawn(dashboard, "calibration", "circle.point")
+    roc = drawn(dashboard, "roc", "polyline.line")
     groups = drawn(dashboard, "groups-sex", "rect.bar")
     importance = drawn(dashboard, "importance", "rect.bar")
     versions = texts(dashboard, "#versions tbody tr td:first-child")
@@ -451,12 +456,16 @@ def test_browser_classifier_page_draws_history_calibration_groups_and_importance
     assert [v.split()[0] for v in versions] == ["v2", "v1"]
     assert len(history) >= 3  # two versions and the champion marked again
     assert len(calibration) >= 5
+    assert roc[0].get_attribute("data-series").startswith("v")
+    assert roc[-1].get_attribute("data-series") == "trivial baseline, AUC 0.500"
     assert len(groups) == 6  # F and M, by recall, false positive rate, selection rate
     assert len(importance) == len(FEATURES)
     assert "★" in versions[-1] or "★" in versions[0]
 
 
-def test_browser_regressor_page_draws_errors_by_group(dashboard, gateway_url, trained):
+def test_browser_regressor_page_draws_errors_by_group_and_residuals(
+    dashboard, gateway_url, trained
+):
     from selenium.webdriver.common.by import By
 
     open_page(dashboard, f"{gateway_url}/ui/models/{trained.regressor}")
@@ -467,11 +476,15 @@ def test_browser_regressor_page_draws_errors_by_group(dashboard, gateway_url, tr
         By.CSS_SELECTOR, 'svg[data-plot="calibration"]'
     )
     legend = texts(dashboard, 'svg[data-plot="groups-sex"] text.legend')
+    residuals = drawn(dashboard, "residuals", "circle.point")
+    zero = drawn(dashboard, "residuals", "polyline.line")
     shoot(dashboard, "model-regressor")
 
     assert len(groups) == 4  # F and M, by mean absolute error and mean error
     assert legend == ["mae", "mean error"]
     assert len(history) >= 1 and calibration == []
+    assert len(residuals) == RESIDUALS_MAX_POINTS  # a sample of the held-out rows
+    assert [line.get_attribute("data-series") for line in zero] == ["no error"]
     assert len(drawn(dashboard, "importance", "rect.bar")) == len(FEATURES)
 
 

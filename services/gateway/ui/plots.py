@@ -3,8 +3,9 @@
 Every function returns markup ready for a template, with each text escaped.
 The ``<svg>`` carries ``data-plot`` with the plot's name; a data point is a
 ``<circle class="point">`` (a marker of a dashed reference line is a
-``circle.reference``) and a bar a ``<rect class="bar">``, so a browser test
-can count what was drawn. Axes carry ticks and a label each.
+``circle.reference``), a line a ``<polyline class="line">`` and a bar a
+``<rect class="bar">``, so a browser test can count what was drawn. Axes
+carry ticks and a label each.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ TICKS = 5
 BAR_ROW_PX = 24
 LINE_PX = 13  # one more line of text under an axis
 MAX_VALUE_LABELS = 16  # bars past this many get no value written above them
+LEGEND_ROW_PX = 15
+ROC_MARKERS_MAX = 30  # a ROC curve with more points is drawn as a bare line
+SCATTER_RADIUS_PX = 2.5
 
 # Okabe and Ito's palette: told apart by people with colour-blindness.
 PALETTE = (
@@ -49,12 +53,16 @@ Format = Callable[[float], str]
 
 @dataclass(frozen=True)
 class Series:
-    """A named line: ``points`` are (x, y); a dashed one is a reference line."""
+    """A named line: ``points`` are (x, y); a dashed one is a reference line.
+
+    A series that is not ``joined`` is a scatter: its markers only.
+    """
 
     name: str
     points: Sequence[tuple[float, float]]
     dashed: bool = False
     markers: bool = True
+    joined: bool = True
 
 
 @dataclass(frozen=True)
@@ -215,18 +223,50 @@ def _x_axis(frame: _Frame, ticks: Sequence[tuple[float, str]], label: str) -> li
     return parts
 
 
-def _legend(frame: _Frame, names: Sequence[tuple[str, str, bool]]) -> list[str]:
+# A legend entry: the series' name, its colour, and "line", "dashed" or "dot".
+Key = tuple[str, str, str]
+
+
+def _legend(frame: _Frame, keys: Sequence[Key]) -> list[str]:
     """One swatch and name per series, in a row above the plot area."""
     parts, x = [], float(frame.left)
-    for name, color, dashed in names:
-        dash = ' stroke-dasharray="5 3"' if dashed else ""
-        parts.append(
-            f'<line x1="{x:.1f}" x2="{x + 18:.1f}" y1="14" y2="14" '
-            f'stroke="{color}" stroke-width="3"{dash}/>'
-        )
+    for name, color, style in keys:
+        parts.append(_swatch(x, 14, color, style))
         parts.append(_text(x + 22, 18, name, anchor="start", class_="legend"))
         x += 34 + len(name) * CHAR_WIDTH_PX
     return parts
+
+
+def _legend_inside(frame: _Frame, keys: Sequence[Key]) -> list[str]:
+    """The same entries stacked in a box at the bottom right of the plot area."""
+    width = 30 + max(len(name) for name, _, _ in keys) * CHAR_WIDTH_PX
+    height = LEGEND_ROW_PX * len(keys) + 8
+    left, top = frame.right - width - 6, frame.bottom - height - 6
+    parts = [
+        f'<rect class="legend-box" x="{left:.1f}" y="{top:.1f}" '
+        f'width="{width:.1f}" height="{height}" fill="#ffffff" '
+        f'fill-opacity="0.9" stroke="{GRID}"/>'
+    ]
+    for row, (name, color, style) in enumerate(keys):
+        y = top + 4 + LEGEND_ROW_PX * row + LEGEND_ROW_PX / 2
+        parts.append(_swatch(left + 6, y, color, style))
+        parts.append(_text(left + 28, y + 4, name, anchor="start", class_="legend"))
+    return parts
+
+
+def _swatch(x: float, y: float, color: str, style: str) -> str:
+    if style == "dot":
+        return f'<circle cx="{x + 9:.1f}" cy="{y:.1f}" r="3.5" fill="{color}"/>'
+    dash = ' stroke-dasharray="5 3"' if style == "dashed" else ""
+    return (
+        f'<line x1="{x:.1f}" x2="{x + 18:.1f}" y1="{y:.1f}" y2="{y:.1f}" '
+        f'stroke="{color}" stroke-width="3"{dash}/>'
+    )
+
+
+def _key(line: Series, color: str) -> Key:
+    style = "dashed" if line.dashed else "line" if line.joined else "dot"
+    return (line.name, color, style)
 
 
 def line_chart(
@@ -240,10 +280,15 @@ def line_chart(
     y_range: tuple[float, float] | None = None,
     x_ticks: Sequence[tuple[float, str]] | None = None,
     y_format: Format = number,
+    legend_inside: bool = False,
     width: int = WIDTH,
     height: int = HEIGHT,
 ) -> Markup:
-    """Lines with a marker at each point; the first series gets the first colour."""
+    """Lines with a marker at each point; the first series gets the first colour.
+
+    The legend (drawn for more than one series, or a reference line) goes
+    above the plot area, or in its bottom right corner with ``legend_inside``.
+    """
     xs = [x for s in series for x, _ in s.points]
     ys = [y for s in series for _, y in s.points]
     if not xs:
@@ -271,28 +316,37 @@ def line_chart(
     legend = []
     for index, line in enumerate(series):
         color = PALETTE[index % len(PALETTE)] if not line.dashed else AXIS
-        legend.append((line.name, color, line.dashed))
+        legend.append(_key(line, color))
         parts += _line(frame, line, color)
     if len(series) > 1 or series[0].dashed:
-        parts += _legend(frame, legend)
+        parts += (_legend_inside if legend_inside else _legend)(frame, legend)
     parts.append("</svg>")
     return Markup("".join(parts))
 
 
 def _line(frame: _Frame, line: Series, color: str) -> list[str]:
-    coordinates = " ".join(f"{frame.x(x):.1f},{frame.y(y):.1f}" for x, y in line.points)
-    dash = ' stroke-dasharray="5 3"' if line.dashed else ""
-    parts = [
-        f'<polyline class="line" data-series="{escape(line.name)}" fill="none" '
-        f'stroke="{color}" stroke-width="2"{dash} points="{coordinates}"/>'
-    ]
+    parts = []
+    if line.joined:
+        coordinates = " ".join(
+            f"{frame.x(x):.1f},{frame.y(y):.1f}" for x, y in line.points
+        )
+        dash = ' stroke-dasharray="5 3"' if line.dashed else ""
+        parts.append(
+            f'<polyline class="line" data-series="{escape(line.name)}" fill="none" '
+            f'stroke="{color}" stroke-width="2"{dash} points="{coordinates}"/>'
+        )
     # A reference line's markers are not data points: another class, smaller.
-    kind, radius = ("reference", 2.5) if line.dashed else ("point", 3.5)
+    # A scatter's are small and see-through, so crowded points still show.
+    kind, radius, extra = ("point", 3.5, "")
+    if line.dashed:
+        kind, radius = "reference", 2.5
+    elif not line.joined:
+        radius, extra = SCATTER_RADIUS_PX, ' fill-opacity="0.55"'
     if line.markers:
         for x, y in line.points:
             parts.append(
                 f'<circle class="{kind}" cx="{frame.x(x):.1f}" '
-                f'cy="{frame.y(y):.1f}" r="{radius}" fill="{color}"><title>'
+                f'cy="{frame.y(y):.1f}" r="{radius}" fill="{color}"{extra}><title>'
                 f"{escape(line.name)}: {number(x)}, {number(y)}</title></circle>"
             )
     return parts
@@ -317,6 +371,97 @@ def reliability_chart(
         y_range=(0, 1),
         height=300,
         width=320,
+    )
+
+
+@dataclass(frozen=True)
+class RocCurve:
+    """One version's ROC points, (false-positive rate, true-positive rate)."""
+
+    name: str
+    points: Sequence[tuple[float, float]]
+    auc: float | None
+
+
+def roc_chart(
+    name: str,
+    curves: Sequence[RocCurve],
+    *,
+    title: str,
+    baseline_auc: float | None = 0.5,
+) -> Markup:
+    """True- against false-positive rate of each curve, with the diagonal.
+
+    The diagonal is what a model that gives every student the same
+    probability draws: the trivial baseline. Each name in the legend carries
+    its AUC; a long curve is drawn without a marker at each point.
+    """
+    series = [
+        Series(
+            _with_auc(curve.name, curve.auc),
+            curve.points,
+            markers=len(curve.points) <= ROC_MARKERS_MAX,
+        )
+        for curve in curves
+    ]
+    series.append(
+        Series(
+            _with_auc("trivial baseline", baseline_auc),
+            [(0, 0), (1, 1)],
+            dashed=True,
+            markers=False,
+        )
+    )
+    return line_chart(
+        name,
+        series,
+        title=title,
+        x_label="false-positive rate",
+        y_label="true-positive rate (recall)",
+        x_range=(0, 1),
+        y_range=(0, 1),
+        legend_inside=True,
+        width=380,
+        height=340,
+    )
+
+
+def _with_auc(name: str, auc: float | None) -> str:
+    return name if auc is None else f"{name}, AUC {auc:.3f}"
+
+
+def residual_chart(
+    name: str,
+    points: Sequence[tuple[float, float]],
+    *,
+    title: str,
+    label: str,
+) -> Markup:
+    """Residual against predicted value, one dot per student, and the zero line.
+
+    The y axis is centred on zero, so over- and under-estimates look alike.
+    """
+    if not points:
+        return empty(name, title, "no residuals", WIDTH, HEIGHT)
+    xs = [x for x, _ in points]
+    reach = max(abs(y) for _, y in points) or 1.0
+    x_range = padded_range(xs)
+    return line_chart(
+        name,
+        [
+            Series(label, points, joined=False),
+            Series(
+                "no error",
+                [(x_range[0], 0), (x_range[1], 0)],
+                dashed=True,
+                markers=False,
+            ),
+        ],
+        title=title,
+        x_label="predicted value",
+        y_label="residual: actual − predicted",
+        x_range=x_range,
+        y_range=(-reach * 1.1, reach * 1.1),
     )
 
 
@@ -394,7 +539,7 @@ def bar_chart(
     if len(series) > 1:
         parts += _legend(
             frame,
-            [(s.name, PALETTE[j % len(PALETTE)], False) for j, s in enumerate(series)],
+            [(s.name, PALETTE[j % len(PALETTE)], "line") for j, s in enumerate(series)],
         )
     parts.append("</svg>")
     return Markup("".join(parts))

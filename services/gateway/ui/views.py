@@ -46,6 +46,7 @@ CLASSIFIER_GROUP_METRICS = ("recall", "false_positive_rate", "selection_rate")
 REGRESSOR_GROUP_METRICS = ("mae", "mean_error")
 LOWER_IS_BETTER = {"mae", "rmse", "log_loss"}
 # Metrics drawn side by side with the baseline's: one scale per task.
+NO_ROC = "it needs probabilities of two classes, both among the students"
 COMPARED_METRICS = {
     "classification": ("roc_auc", "balanced_accuracy", "f1", "precision", "recall"),
     "regression": ("mae", "rmse"),
@@ -306,6 +307,9 @@ def evidence(row: dict[str, Any]) -> dict[str, Any]:
         "comparison": comparison_plot(report, task),
         "calibration": calibration_plot(row["version"], calibration),
         "brier": calibration.get("brier"),
+        "roc": roc_plot(report) if task != "regression" else None,
+        "residuals": residual_plot(report) if task == "regression" else None,
+        "residual_summary": report.get("residuals") or {},
         "capacity": report.get("capacity"),
         "groups": group_plots(report, task),
         "gaps": report.get("group_gaps") or {},
@@ -375,6 +379,56 @@ def calibration_plot(version: int, calibration: dict[str, Any]) -> Markup | None
     return plots.reliability_chart(
         "calibration", points, title=f"reliability of v{version}'s probabilities"
     )
+
+
+def roc_plot(report: dict[str, Any]) -> Markup:
+    """The version's ROC curve, the champion's on the same students, the diagonal."""
+    title = f"ROC curve of v{report.get('version')} on held-out students"
+    roc = report.get("roc")
+    if roc is None:
+        why = _missing(report, "roc", "ROC curve", NO_ROC)
+        return plots.empty("roc", title, why, plots.WIDTH, plots.HEIGHT)
+    curves = [_roc_curve(f"v{report.get('version')}", roc["candidate"])]
+    champion = roc.get("champion")
+    if champion:
+        curves.append(_roc_curve(f"champion v{champion.get('version')}", champion))
+    baseline = (report.get("baseline") or {}).get("roc_auc")
+    return plots.roc_chart("roc", curves, title=title, baseline_auc=baseline)
+
+
+def _roc_curve(name: str, curve: dict[str, Any]) -> plots.RocCurve:
+    points = [
+        (p["fpr"], p["tpr"])
+        for p in curve.get("points") or []
+        if p.get("fpr") is not None and p.get("tpr") is not None
+    ]
+    return plots.RocCurve(name, points, curve.get("auc"))
+
+
+def residual_plot(report: dict[str, Any]) -> Markup:
+    """A sample of the version's residuals against its predictions."""
+    title = f"residuals of v{report.get('version')} on held-out students"
+    residuals = report.get("residuals")
+    if residuals is None:
+        why = _missing(report, "residuals", "residuals", "no finite prediction")
+        return plots.empty("residuals", title, why, plots.WIDTH, plots.HEIGHT)
+    points = [
+        (p["predicted"], p["residual"])
+        for p in residuals.get("sample") or []
+        if p.get("predicted") is not None and p.get("residual") is not None
+    ]
+    shown = f"{len(points)} of {residuals.get('rows')}"
+    label = f"students ({shown})" if residuals.get("sampled") else "students"
+    return plots.residual_chart("residuals", points, title=title, label=label)
+
+
+def _missing(report: dict[str, Any], key: str, what: str, otherwise: str) -> str:
+    """Why a report holds no curve under ``key``, in a few plain words."""
+    if report.get("metrics") is None:
+        return f"No {what}: no students were held out to score this version on."
+    if key not in report:
+        return f"No {what}: this report was written before reports kept them."
+    return f"No {what}: {otherwise}."
 
 
 def group_plots(report: dict[str, Any], task: str) -> list[dict[str, Any]]:
