@@ -11,7 +11,7 @@ from collections.abc import Callable
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from shared import metrics
+from shared import keys, metrics
 from shared.clients import Clients, get_clients
 from shared.dispatch import mark, taken
 from shared.errors import DependencyUnavailable, PlatformError
@@ -94,9 +94,7 @@ def claim(
     """
     lease = Lease(
         clients.connection,
-        tenant,
-        job_id,
-        stage.value,
+        keys.job_lease(tenant, job_id, stage.value),
         holder,
         clients.settings.lease_ttl_s,
     )

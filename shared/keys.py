@@ -134,6 +134,11 @@ def reply(address: str) -> str:
 CHAMPION_CHANGES = f"{REDIS_NAMESPACE}:champion-changes"  # a pub/sub channel
 
 
+def moodle_training(tenant: str, model: str) -> str:
+    """Held while a Moodle model trains, so that its trainings run one at a time."""
+    return f"{REDIS_NAMESPACE}:moodle-training:{tenant}:{model}"
+
+
 def job_lease(tenant: str, job_id: str, step: str) -> str:
     """Held by the worker running one step of the job, renewed while it runs.
 

@@ -1,4 +1,5 @@
-"""Job leases: which worker is running a step of a job, kept alive while it runs.
+"""Leases: who runs a step of a job, or other one-at-a-time work, kept alive
+while it runs.
 
 A worker takes a job's lease before it starts a step and renews it from a
 background thread. If the worker dies (``kill -9``, out of memory), the
@@ -40,17 +41,11 @@ return 0
 
 class Lease:
     def __init__(
-        self,
-        connection: redis.Redis,
-        tenant: str,
-        job_id: str,
-        step: str,
-        holder: str,
-        ttl_s: int,
+        self, connection: redis.Redis, key: str, holder: str, ttl_s: int
     ) -> None:
         self.connection = connection
         self.ttl_s = ttl_s
-        self.key = keys.job_lease(tenant, job_id, step)
+        self.key = key
         self.holder = holder
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

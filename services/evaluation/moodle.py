@@ -17,7 +17,8 @@ one of Moodle's reference backend:
    deviation; with no iteration run they are 0 and 1.
 4. The status is a set of Moodle's bits: 8 (``NOT_ENOUGH_DATA``) when the
    deviation exceeds ``max_deviation``, 4 (``LOW_SCORE``) when the score is
-   below ``min_score``; each failed check adds a sentence to ``info``.
+   below ``min_score``; each failed check adds a sentence to ``info``. With
+   no iteration run the status is 8 alone, and ``info`` says why.
 
 In trained-model mode (``trained`` names a model version and the Moodle
 model's features, which the file's columns are by position) nothing is
@@ -268,14 +269,21 @@ def judge(scores: Scores, min_score: float, max_deviation: float) -> dict[str, A
         result["auc"] = float(np.mean(scores.aucs))
         result["auc_deviation"] = float(np.std(scores.aucs))
     status, info = OK, []
-    if result["score_deviation"] > max_deviation:
+    if not scores.runs:
+        # Nothing was scored: say so, rather than blame a deviation of 1.
+        status |= NOT_ENOUGH_DATA
+        info.append(
+            "No evaluation iteration could be run: every split left a class "
+            "without training samples; more samples of each class are needed."
+        )
+    elif result["score_deviation"] > max_deviation:
         status |= NOT_ENOUGH_DATA
         info.append(
             f"The evaluation results varied too much: the deviation of the "
             f"score is {result['score_deviation']:.4f}, above the accepted "
             f"{max_deviation:g}; more data may make the model steadier."
         )
-    if result["score"] < min_score:
+    if scores.runs and result["score"] < min_score:
         status |= LOW_SCORE
         info.append(
             f"The model is not good enough: its score (weighted F1) is "

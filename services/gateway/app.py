@@ -11,6 +11,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.gateway import ui
 from services.gateway.batching import close_batchers
@@ -40,6 +41,7 @@ from shared.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 JSON_BODY_LIMIT_BYTES = 10 * 1024 * 1024
+HTTP_ERROR_CODES = {400: "invalid_input", 404: "not_found", 405: "method_not_allowed"}
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -126,6 +128,22 @@ def add_error_handlers(api: FastAPI) -> None:
         message = f"{first['where']}: {first['problem']}"
         body = error_body("invalid_input", message, problems=problems)
         return SafeJSONResponse(body, status_code=422)
+
+    @api.exception_handler(StarletteHTTPException)
+    async def framework_refusal(
+        _: Request, error: StarletteHTTPException
+    ) -> SafeJSONResponse:
+        # Raised by FastAPI itself: an unknown path, a wrong method, a body
+        # that is no JSON (or nests too deeply to read); same error shape.
+        code = HTTP_ERROR_CODES.get(error.status_code, "http_error")
+        message = str(error.detail)
+        if error.status_code == 400 and "parsing the body" in message:
+            message = "the body is not valid JSON, or nests too deeply to be read"
+        return SafeJSONResponse(
+            error_body(code, message),
+            status_code=error.status_code,
+            headers=getattr(error, "headers", None),
+        )
 
     @api.exception_handler(Exception)
     async def unexpected(_: Request, error: Exception) -> SafeJSONResponse:

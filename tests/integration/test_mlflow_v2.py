@@ -179,6 +179,47 @@ def test_bad_mlflow_csv_is_a_bad_request(trained):
 
 
 @pytest.mark.parametrize(
+    "content, words",
+    [
+        (b"attendance,quiz,track\n0.5,inf,A\n", "column 'quiz': expected a finite"),
+        (b"attendance,quiz,track\n0.5,1e400,A\n", "column 'quiz': expected a finite"),
+        (b"attendance,quiz,track\n0.5,50,A,9,9\n", "as many fields"),
+    ],
+    ids=["infinity", "overflow", "row_longer_than_header"],
+)
+def test_mlflow_csv_with_infinite_or_extra_values_is_refused(trained, content, words):
+    answer = invoke(trained, content=content, content_type="text/csv")
+
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error_code"] == "BAD_REQUEST"
+    assert words in answer.json()["message"]
+
+
+DEEP = b"[" * 5000 + b"]" * 5000
+
+
+def test_deeply_nested_json_is_a_400_in_each_protocols_shape(trained):
+    mlflow = invoke(trained, content=b'{"instances": ' + DEEP + b"}")
+    v2 = trained["api"].post(
+        "/v2/models/risk/infer",
+        content=b'{"inputs": ' + DEEP + b"}",
+        headers={"content-type": "application/json"},
+    )
+    v1 = trained["api"].post(
+        "/v1/models/risk/predict",
+        content=b'{"instances": ' + DEEP + b"}",
+        headers={"content-type": "application/json"},
+    )
+
+    assert mlflow.status_code == 400, mlflow.text
+    assert "nests" in mlflow.json()["message"]
+    assert v2.status_code == 400, v2.text
+    assert "nests" in v2.json()["error"]
+    assert v1.status_code == 400, v1.text
+    assert "nests too deeply" in v1.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
     "content_type",
     [
         "text/plain",

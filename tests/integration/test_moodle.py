@@ -19,6 +19,7 @@ import random
 import uuid
 import zipfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -286,6 +287,26 @@ def test_a_batch_lacking_a_class_answers_status_8_and_is_not_kept(moodle):
     assert isinstance(answer.json()["errors"], str)
 
 
+def test_trainings_sent_at_once_run_in_turn_and_the_last_serves_all_samples(
+    moodle,
+):
+    fields = {"uniqueid": f"at-once-{uuid.uuid4().hex}", "dirhash": "abc"}
+    batches = [curved_training_file(30, seed) for seed in (11, 12, 13)]
+
+    def send(data: bytes) -> dict[str, Any]:
+        answer = moodle.post("/training", files={"dataset": ("d.csv", data)}, **fields)
+        return dict(answer.json())
+
+    with ThreadPoolExecutor(max_workers=len(batches)) as pool:
+        answers = list(pool.map(send, batches))
+
+    assert [answer["status"] for answer in answers] == [0, 0, 0], answers
+    assert sorted(answer["samples"] for answer in answers) == [30, 60, 90]
+    last = max(answers, key=lambda answer: answer["samples"])
+    model = moodle.tenant.client.get(f"/v1/models/{last['model']}").json()
+    assert model["champion"] == last["version"]
+
+
 def test_double_train_sequence_trains_on_all_samples_and_beats_the_baseline(moodle):
     first = moodle.send("/training", "double-train-train.csv.gz")
     second = moodle.send("/training", "double-train-train2.csv.gz")
@@ -428,6 +449,55 @@ def test_the_366_evaluation_reaches_the_reference_backends_quality(moodle):
     assert result["score_deviation"] == 0
     assert (result["min_score"], result["accepted_deviation"]) == (0, 1.0)
     assert isinstance(result["runid"], int)
+
+
+@pytest.mark.parametrize(
+    "fields, status, words",
+    [
+        ({"niterations": "1.5"}, 400, "'niterations' must be a whole number"),
+        ({"niterations": "-3"}, 400, "'niterations' must be a whole number"),
+        ({"minscore": "0.7x"}, 400, "'minscore' must be a finite number"),
+        ({"maxdeviation": "nan"}, 400, "'maxdeviation' must be a finite number"),
+        ({"minscore": "-1"}, 200, "minscore must be 0 to 1"),
+        ({"niterations": "0"}, 200, "niterations must be 1 to 100"),
+    ],
+    ids=["fraction", "negative_count", "letters", "nan", "negative", "none"],
+)
+def test_evaluation_numbers_are_read_whole_or_refused(moodle, fields, status, words):
+    base = {"minscore": "0", "maxdeviation": "1", "niterations": "1"}
+    answer = moodle.post(
+        "/evaluation",
+        files={"dataset": ("d.csv", curved_training_file(40, 1))},
+        uniqueid=f"numbers-{uuid.uuid4().hex}",
+        dirhash="abc",
+        **{**base, **fields},
+    )
+
+    assert answer.status_code == status, answer.text
+    if status == 200:
+        assert answer.json()["status"] == 1
+        assert words in answer.json()["info"][0]
+    else:
+        assert words in answer.text
+
+
+def test_an_evaluation_with_no_iteration_run_says_why(moodle):
+    two_samples = curved_training_file(2, 1)
+    labels = [float(line.rsplit(b",", 1)[1]) for line in two_samples.split(b"\n")[3:]]
+    assert sorted(labels) == [0.0, 1.0]  # one of each class: nothing left to train
+
+    result = moodle.post(
+        "/evaluation",
+        files={"dataset": ("d.csv", two_samples)},
+        uniqueid=f"too-few-{uuid.uuid4().hex}",
+        dirhash="abc",
+        minscore="0",
+        maxdeviation="1",
+        niterations="2",
+    ).json()
+
+    assert result["status"] == 8, result
+    assert result["info"][0].startswith("No evaluation iteration could be run")
 
 
 def test_evaluation_status_bits_follow_minscore_and_maxdeviation(moodle):

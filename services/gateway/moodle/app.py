@@ -26,6 +26,7 @@ is set). What Moodle expects of the HTTP layer, and this app does:
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Callable
 from typing import Any
@@ -34,6 +35,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.gateway.limits import BodyLimit
 from services.gateway.moodle.backend import GENERAL_ERROR, Caller, MoodleBackend
@@ -51,8 +53,8 @@ log = logging.getLogger(__name__)
 
 MAX_FORM_FIELDS = 20
 MAX_FORM_FILES = 2
-_NOT_NUMBER = re.compile(r"[^0-9.]")
-_NOT_DIGIT = re.compile(r"[^0-9]")
+NUMBER_MAX_CHARS = 30
+_WHOLE = re.compile(rf"[0-9]{{1,{NUMBER_MAX_CHARS}}}")
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 
 
@@ -92,17 +94,25 @@ class Params:
         return None if value is None else clean_id(value, name)
 
     def number(self, name: str) -> float:
-        cleaned = _NOT_NUMBER.sub("", self.text(name))
+        text = self.text(name).strip()
         try:
-            return float(cleaned)
+            value = float(text)
         except ValueError:
-            raise MissingParameter(f"parameter {name!r} must be a number") from None
+            value = math.nan
+        if not math.isfinite(value) or len(text) > NUMBER_MAX_CHARS:
+            raise MissingParameter(
+                f"parameter {name!r} must be a finite number; received {text[:40]!r}"
+            )
+        return value
 
     def whole(self, name: str) -> int:
-        cleaned = _NOT_DIGIT.sub("", self.text(name))
-        if not cleaned:
-            raise MissingParameter(f"parameter {name!r} must be a whole number")
-        return int(cleaned)
+        text = self.text(name).strip()
+        if not _WHOLE.fullmatch(text):
+            raise MissingParameter(
+                f"parameter {name!r} must be a whole number of at most "
+                f"{NUMBER_MAX_CHARS} digits; received {text[:40]!r}"
+            )
+        return int(text)
 
     async def file(self, name: str) -> bytes:
         value = self.raw(name)
@@ -298,6 +308,15 @@ def add_error_handlers(api: FastAPI) -> None:
     async def platform_error(_: Request, error: PlatformError) -> Response:
         status = 400 if error.status_code == 422 else error.status_code
         return PlainTextResponse(error.message, status_code=status)
+
+    @api.exception_handler(StarletteHTTPException)
+    async def framework_refusal(_: Request, error: StarletteHTTPException) -> Response:
+        # An unknown path or a wrong method: plain text, as every answer here.
+        return PlainTextResponse(
+            str(error.detail),
+            status_code=error.status_code,
+            headers=getattr(error, "headers", None),
+        )
 
     @api.exception_handler(Exception)
     async def unexpected(_: Request, error: Exception) -> Response:

@@ -40,7 +40,10 @@ import json
 import logging
 import math
 import time
+import uuid
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -68,6 +71,8 @@ from shared.datasets import NUMERIC, ColumnInfo, ParsedTable, to_stored_csv
 from shared.dispatch import dispatch
 from shared.errors import Conflict, DependencyUnavailable, InvalidInput, PlatformError
 from shared.jobs import JobRecord, JobStatus
+from shared.keys import moodle_training
+from shared.leases import Lease
 from shared.policy import get_policy, model_gates
 from shared.storage import sha256_hex
 
@@ -93,6 +98,7 @@ MIN_PER_CLASS = 2
 TINY_MIN_ROWS = 1
 TINY_MIN_PER_CLASS = 1
 JOB_POLL_S = 1.0
+TRAINING_TURN_POLL_S = 0.2
 MAX_ITERATIONS = 100
 PROMOTION_ATTEMPTS = 3
 
@@ -128,8 +134,43 @@ class MoodleBackend:
         batch = read_labelled(
             data, self.settings.max_csv_rows, self.settings.max_csv_columns
         )
-        record, etag = self.store.get(caller.tenant, uniqueid, dirhash)
-        return self._train(caller, uniqueid, dirhash, batch, record, etag)
+        with self._one_training_at_a_time(caller.tenant, uniqueid, dirhash):
+            record, etag = self.store.get(caller.tenant, uniqueid, dirhash)
+            return self._train(caller, uniqueid, dirhash, batch, record, etag)
+
+    @contextmanager
+    def _one_training_at_a_time(
+        self, tenant: str, uniqueid: str, dirhash: str
+    ) -> Iterator[None]:
+        """Hold the model's training lease; a second training waits for it.
+
+        Each training appends its batch to the samples the one before kept
+        and promotes what it trained: run side by side, the later promotion
+        would win with a model lacking the other batch. The lease is renewed
+        while held and expires within ``LEASE_TTL_S`` if this process dies.
+        """
+        key = moodle_training(tenant, model_name(uniqueid, dirhash))
+        lease = Lease(
+            self.c.connection, key, uuid.uuid4().hex, self.settings.lease_ttl_s
+        )
+        deadline = time.monotonic() + self.settings.moodle_wait_s
+        try:
+            while not lease.acquire():
+                if time.monotonic() > deadline:
+                    raise Conflict(
+                        f"another training of Moodle model {uniqueid!r} has run for "
+                        f"over {self.settings.moodle_wait_s:g} s; send this one again "
+                        "later"
+                    )
+                time.sleep(TRAINING_TURN_POLL_S)
+        except redis.RedisError as error:
+            raise DependencyUnavailable(
+                f"Redis at REDIS_URL is unavailable: {error}"
+            ) from error
+        try:
+            yield
+        finally:
+            lease.release()
 
     def _train(
         self,
@@ -223,7 +264,8 @@ class MoodleBackend:
     def _save_samples(
         self, tenant: str, record: MoodleModel, X: pd.DataFrame, y: np.ndarray
     ) -> DatasetSchema:
-        frame = X.assign(**{record.target: y.astype("float64")})
+        labels = pd.Series(y.astype("float64"), index=X.index, name=record.target)
+        frame = pd.concat([X, labels], axis=1)
         if len(frame) > self.settings.max_csv_rows:
             raise InvalidInput(
                 f"{record.model} would hold {len(frame)} samples; a dataset holds at "
@@ -468,10 +510,16 @@ class MoodleBackend:
         iterations: int,
         trained_dirhash: str | None,
     ) -> dict[str, Any]:
-        if not 0 <= iterations <= MAX_ITERATIONS:
+        if not 1 <= iterations <= MAX_ITERATIONS:
             raise InvalidInput(
-                f"niterations must be 0 to {MAX_ITERATIONS}; received {iterations}"
+                f"niterations must be 1 to {MAX_ITERATIONS}; received {iterations}"
             )
+        for name, value in (("minscore", min_score), ("maxdeviation", max_deviation)):
+            if not 0 <= value <= 1:
+                raise InvalidInput(
+                    f"{name} must be 0 to 1 (scores and their deviation lie "
+                    f"there); received {value:g}"
+                )
         batch = read_labelled(
             data, self.settings.max_csv_rows, self.settings.max_csv_columns
         )
@@ -611,10 +659,11 @@ class MoodleBackend:
         batch = read_labelled(
             samples, self.settings.max_csv_rows, self.settings.max_csv_columns
         )
-        _, etag = self.store.get(caller.tenant, uniqueid, dirhash)
         exported = manifest.get("algorithm")
         algorithm = next((known for known in ALGORITHMS if known == exported), None)
-        return self._train(caller, uniqueid, dirhash, batch, None, etag, algorithm)
+        with self._one_training_at_a_time(caller.tenant, uniqueid, dirhash):
+            _, etag = self.store.get(caller.tenant, uniqueid, dirhash)
+            return self._train(caller, uniqueid, dirhash, batch, None, etag, algorithm)
 
     def _read_export(self, data: bytes) -> tuple[dict[str, Any], bytes]:
         try:

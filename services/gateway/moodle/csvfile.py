@@ -11,9 +11,10 @@ columns:
   (a target name after them, with no values in the rows, is ignored).
 
 Feature values are numbers (Moodle's indicators lie in [-1, 1]); an empty
-field is an indicator Moodle could not calculate and stays missing. Columns
-are matched by position, never by name: anonymised files name the features of
-the two kinds differently (the sample-id header cell may read ``input-0``).
+field (or ``nan``) is an indicator Moodle could not calculate and stays
+missing. Columns are matched by position, never by name: anonymised files
+name the features of the two kinds differently (the sample-id header cell
+may read ``input-0``).
 Feature names come from the header when they are usable, else ``feature_<i>``.
 """
 
@@ -32,6 +33,7 @@ import pandas as pd
 from shared.errors import InvalidInput, PayloadTooLarge
 
 HEADER_LINES = 3
+MISSING = ["", "nan", "NaN", "NAN"]  # Moodle writes "", numpy-made files "nan"
 NAME_MAX_CHARS = 200
 DEFAULT_TARGET = "target"
 DISCRETE = "discrete"
@@ -218,7 +220,7 @@ def _read_rows(rows: str, columns: int, max_rows: int, id_column: bool) -> pd.Da
                 names=list(range(columns)),
                 index_col=False,
                 dtype=dtype,
-                na_values=[""],
+                na_values=MISSING,
                 keep_default_na=False,
                 skip_blank_lines=True,
                 nrows=max_rows + 1,

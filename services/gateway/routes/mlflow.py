@@ -28,9 +28,11 @@ from __future__ import annotations
 import io
 import json
 import math
+import warnings
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
@@ -224,6 +226,10 @@ def _json_instances(body: bytes, record: VersionRecord) -> list[dict[str, Any]]:
         document = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise MlflowError(f"the body is not valid JSON: {error}") from error
+    except RecursionError as error:
+        raise MlflowError(
+            "the body's JSON nests arrays or objects too deeply"
+        ) from error
     if not isinstance(document, dict):
         raise MlflowError(
             f"the input must be a JSON object with exactly one of the fields "
@@ -304,13 +310,35 @@ def _column_instances(value: dict[str, Any], field: str) -> list[dict[str, Any]]
 
 def _csv_instances(body: bytes) -> list[dict[str, Any]]:
     try:
-        frame = pd.read_csv(io.BytesIO(body), encoding="utf-8")
-    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as error:
+        with warnings.catch_warnings():
+            # A row longer than the header is only a warning to pandas.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(io.BytesIO(body), encoding="utf-8", index_col=False)
+    except (
+        ValueError,
+        UnicodeDecodeError,
+        pd.errors.ParserError,
+        pd.errors.ParserWarning,
+    ) as error:
         raise MlflowError(
-            f"the body is not a CSV table with a header line: {error}"
+            f"the body is not a CSV table with a header line and as many fields "
+            f"on each row: {error}"
         ) from error
+    _reject_infinite(frame)
     records = frame.astype(object).where(frame.notna(), None).to_dict("records")
     return [{str(name): _plain(cell) for name, cell in row.items()} for row in records]
+
+
+def _reject_infinite(frame: pd.DataFrame) -> None:
+    """Refuse infinite numbers as the JSON formats do; empty cells stay missing."""
+    numbers = frame.select_dtypes("number")
+    infinite = np.isinf(numbers.to_numpy(dtype="float64"))
+    if infinite.any():
+        row, column = (int(i) for i in np.argwhere(infinite)[0])
+        raise MlflowError(
+            f"column {str(numbers.columns[column])!r}: expected a finite number on "
+            f"data row {row + 1}; received an infinite one"
+        )
 
 
 def _plain(value: Any) -> Any:

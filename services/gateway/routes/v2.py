@@ -346,6 +346,10 @@ def _inference_request(body: bytes) -> InferenceRequest:
         return InferenceRequest.model_validate(json.loads(body))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise InvalidInput(f"the body is not valid JSON: {error}") from error
+    except RecursionError as error:
+        raise InvalidInput(
+            "the body's JSON nests arrays or objects too deeply"
+        ) from error
     except ValidationError as error:
         raise InvalidInput(_first_problem(error.errors())) from error
 
