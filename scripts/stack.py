@@ -151,6 +151,13 @@ def start_seaweed(
     return process
 
 
+def ports_for(settings: Settings) -> SeaweedPorts:
+    """SeaweedFS's ports, all shifted by as much as S3_ENDPOINT_URL's port is
+    from 8333, so that a second local stack can run beside the first."""
+    _, port = _host_port(settings.s3_endpoint_url, SeaweedPorts.s3)
+    return SeaweedPorts.shifted(port - SeaweedPorts.s3)
+
+
 def s3_answers(settings: Settings) -> bool:
     from shared.errors import PlatformError
     from shared.storage import Storage
@@ -330,7 +337,10 @@ def up() -> None:
         _record(
             "seaweedfs",
             start_seaweed(
-                RUN_DIR / "seaweedfs", SeaweedPorts(), settings, logs / "seaweedfs.log"
+                RUN_DIR / "seaweedfs",
+                ports_for(settings),
+                settings,
+                logs / "seaweedfs.log",
             ),
         )
         typer.echo(f"started SeaweedFS, S3 at {settings.s3_endpoint_url}")

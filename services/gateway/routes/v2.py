@@ -6,7 +6,7 @@
 - ``GET /v2/models/{model}[/versions/{version}]``: the model's metadata, its
   versions, one input per feature and the outputs.
 - ``GET .../ready``: 200 when the model has a champion (a version: when it is
-  not deleted), else 400.
+  not deleted), else 400; a version that never existed is a 404.
 - ``POST .../infer``: predictions of the champion, or of the version.
 
 An inference request is tabular: with ``"parameters": {"content_type": "pd"}``
