@@ -490,6 +490,10 @@ def test_browser_regressor_page_draws_errors_by_group_and_residuals(
 
 def test_browser_queues_page_draws_depth_over_time(dashboard, gateway_url, trained):
     api = trained.tenant.client
+    url = f"{gateway_url}/ui/queues?minutes=5"
+    # Samples are taken at most once a second: let the last one age, so the
+    # page opened right after the burst samples the queue while it waits.
+    time.sleep(1.1)
     burst = [
         start_job(
             api,
@@ -501,7 +505,6 @@ def test_browser_queues_page_draws_depth_over_time(dashboard, gateway_url, train
         )
         for _ in range(BURST_JOBS)
     ]
-    url = f"{gateway_url}/ui/queues?minutes=5"
     deadline = time.monotonic() + JOB_TIMEOUT_S
     while not all(
         api.get(f"/v1/jobs/{job['id']}").json()["status"] in FINISHED for job in burst
