@@ -62,7 +62,7 @@ def residuals(actual: np.ndarray, predicted: np.ndarray, seed: int) -> dict[str,
     actual, predicted = actual[kept], predicted[kept]
     residual = actual - predicted
 
-    rows = _sampled(len(residual), RESIDUALS_MAX_POINTS, seed)
+    rows = sampled_rows(len(residual), RESIDUALS_MAX_POINTS, seed)
     return {
         "definition": "actual - predicted",
         "rows": int(len(residual)),
@@ -93,7 +93,8 @@ def _summary(residual: np.ndarray) -> dict[str, Any]:
     }
 
 
-def _sampled(n_rows: int, most: int, seed: int) -> np.ndarray:
+def sampled_rows(n_rows: int, most: int, seed: int) -> np.ndarray:
+    """Positions of at most ``most`` of ``n_rows`` rows, a seeded sample, in order."""
     rows = np.arange(n_rows)
     if n_rows <= most:
         return rows

@@ -204,7 +204,7 @@ def importance(
     """
     started = time.monotonic()
     names = [feature.name for feature in version.features]
-    rows = _importance_rows(len(X), budget.max_rows, version.seed)
+    rows = curves.sampled_rows(len(X), budget.max_rows, version.seed)
     X_rows, y_rows = X[names].iloc[rows].reset_index(drop=True), y[rows]
     scoring = metric if metric in ("roc_auc", "r2") else "balanced_accuracy"
     scorer = get_scorer(scoring)
@@ -222,14 +222,6 @@ def importance(
         len(rows), len(X), names, measured, constant, stopped_by, budget, started
     )
     return _listing(measured, constant, unmeasured), scope
-
-
-def _importance_rows(n_rows: int, max_rows: int, seed: int) -> np.ndarray:
-    rows = np.arange(n_rows)
-    if n_rows <= max_rows:
-        return rows
-    generator = np.random.default_rng(seed)
-    return np.sort(generator.choice(rows, max_rows, replace=False))
 
 
 def _ranked(

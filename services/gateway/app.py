@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 JSON_BODY_LIMIT_BYTES = 10 * 1024 * 1024
 HTTP_ERROR_CODES = {400: "invalid_input", 404: "not_found", 405: "method_not_allowed"}
+BODY_NOT_READ = "the body is not valid JSON, or nests too deeply to be read"
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -133,12 +134,10 @@ def add_error_handlers(api: FastAPI) -> None:
     async def framework_refusal(
         _: Request, error: StarletteHTTPException
     ) -> SafeJSONResponse:
-        # Raised by FastAPI itself: an unknown path, a wrong method, a body
-        # that is no JSON (or nests too deeply to read); same error shape.
+        # Raised by FastAPI itself (the routes raise PlatformError): an unknown
+        # path, a wrong method, or a 400 for a body it could not parse.
         code = HTTP_ERROR_CODES.get(error.status_code, "http_error")
-        message = str(error.detail)
-        if error.status_code == 400 and "parsing the body" in message:
-            message = "the body is not valid JSON, or nests too deeply to be read"
+        message = BODY_NOT_READ if error.status_code == 400 else str(error.detail)
         return SafeJSONResponse(
             error_body(code, message),
             status_code=error.status_code,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -152,7 +153,7 @@ class Batcher:
             else:
                 request.future.set_result(answer)
 
-    async def _answers(self, batch: Batch) -> list[dict[str, Any] | BaseException]:
+    async def _answers(self, batch: Batch) -> Sequence[dict[str, Any] | BaseException]:
         """One answer or one error per request of the batch."""
         rows = [row for request in batch.requests for row in request.rows]
         try:
@@ -176,10 +177,7 @@ class Batcher:
             )
         except Exception as error:  # noqa: BLE001 - each caller gets its own copy
             return [error] * len(batch.requests)
-        answers: list[dict[str, Any] | BaseException] = list(
-            split(answer, [len(request.rows) for request in batch.requests])
-        )
-        return answers
+        return split(answer, [len(request.rows) for request in batch.requests])
 
     async def _run(self, batch: Batch, rows: list[list[Any]]) -> dict[str, Any]:
         """Send one task for ``rows`` and await its answer in the inbox."""
