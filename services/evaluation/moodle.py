@@ -8,11 +8,11 @@ one of Moodle's reference backend:
 1. ``iterations`` times, a random 80/20 split of the labelled samples, seeded
    from ``SEED`` and the iteration number (so a run can be repeated) and not
    stratified. An iteration whose training part lacks a class is skipped.
-2. A fresh pipeline of the algorithm the gateway names (the one its training
-   jobs use for a dataset of this size, classes weighted as ``balanced`` as
-   they are there) is fitted on the 80 % and scored on the 20 %: accuracy,
-   balanced accuracy, weighted precision, recall and F1, and for two classes
-   the ROC AUC.
+2. A fresh pipeline of the algorithm the gateway names (the one its Moodle
+   trainings use for a dataset of this size), built as a training job builds
+   it (``shared.pipelines``, classes weighted as ``balanced``), is fitted on
+   the 80 % and scored on the 20 %: accuracy, balanced accuracy, weighted
+   precision, recall and F1, and for two classes the ROC AUC.
 3. ``score`` is the mean F1, ``score_deviation`` its population standard
    deviation; with no iteration run they are 0 and 1.
 4. The status is a set of Moodle's bits: 8 (``NOT_ENOUGH_DATA``) when the
@@ -38,9 +38,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from celery.exceptions import SoftTimeLimitExceeded
-from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
-from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import (
     accuracy_score,
     balanced_accuracy_score,
@@ -49,14 +46,14 @@ from sklearn.metrics import (
     recall_score,
     roc_auc_score,
 )
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from shared import artifacts
 from shared.celery_app import MOODLE_EVALUATE_TASK, app
 from shared.clients import Clients, get_clients
 from shared.errors import InvalidInput, PlatformError
+from shared.pipelines import build_pipeline
 from shared.settings import get_settings
+from shared.targets import CLASSIFICATION
 
 log = logging.getLogger(__name__)
 settings = get_settings()
@@ -65,14 +62,6 @@ OK = 0
 LOW_SCORE = 4
 NOT_ENOUGH_DATA = 8
 TEST_FRACTION = 0.2
-LINEAR = "linear"
-FOREST = "random_forest"
-BOOSTING = "hist_gradient_boosting"
-ALGORITHMS = (LINEAR, FOREST, BOOSTING)
-# As the training pipeline's (services/training/pipeline.py).
-LOGISTIC_MAX_ITER = 1_000
-FOREST_TREES = 200
-FOREST_MIN_SAMPLES_LEAF = 5
 # As the Moodle backend's training jobs: Moodle's targets are rare events.
 CLASS_WEIGHT = "balanced"
 METRICS = ("accuracy", "balanced accuracy", "precision", "recall", "f1_score")
@@ -134,37 +123,6 @@ def load_samples(
     return frame[features], frame[target].to_numpy().astype(np.int64)
 
 
-def build_pipeline(algorithm: str, seed: int) -> Pipeline:
-    """The pipeline a Moodle training job builds for ``algorithm``."""
-    if algorithm not in ALGORITHMS:
-        raise InvalidInput(
-            f"algorithm must be one of {ALGORITHMS!r}; received {algorithm!r}"
-        )
-    steps: list[Any] = [
-        SimpleImputer(strategy="median", add_indicator=True),
-        StandardScaler(),
-    ]
-    if algorithm == LINEAR:
-        steps.append(
-            LogisticRegression(max_iter=LOGISTIC_MAX_ITER, class_weight=CLASS_WEIGHT)
-        )
-    elif algorithm == FOREST:
-        steps.append(
-            RandomForestClassifier(
-                n_estimators=FOREST_TREES,
-                min_samples_leaf=FOREST_MIN_SAMPLES_LEAF,
-                class_weight=CLASS_WEIGHT,
-                n_jobs=1,
-                random_state=seed,
-            )
-        )
-    else:
-        steps.append(
-            HistGradientBoostingClassifier(class_weight=CLASS_WEIGHT, random_state=seed)
-        )
-    return make_pipeline(*steps)
-
-
 def cross_check(
     X: pd.DataFrame,
     y: np.ndarray,
@@ -185,7 +143,9 @@ def cross_check(
                 f"iteration {iteration + 1}: skipped, its training part lacks a class"
             )
             continue
-        pipeline = build_pipeline(algorithm, seed)
+        pipeline = build_pipeline(
+            CLASSIFICATION, algorithm, list(X.columns), [], seed, CLASS_WEIGHT
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             pipeline.fit(X.iloc[train], y[train])

@@ -2,7 +2,7 @@
 
 For one row, ``Pipeline.predict_proba`` spends most of its time building a
 DataFrame and walking the ColumnTransformer, not computing. The pipelines the
-platform trains (services/training/pipeline.py) preprocess in two ways only:
+platform trains (shared/pipelines.py) preprocess in two ways only:
 
 - numeric columns: median imputation (with missing-value indicators), then
   standard scaling of the imputed values and the indicators alike;

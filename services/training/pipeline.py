@@ -1,68 +1,36 @@
-"""Scikit-learn pipelines for training jobs, and the choice among them.
+"""The choice of a training job's pipeline, and the checks before fitting.
 
-A pipeline is preprocessing (a ColumnTransformer that picks its columns by
-name, so extra columns and any column order are fine) followed by one
-estimator. Everything in it is a plain scikit-learn object: loading a pickled
-version needs scikit-learn and nothing of ours.
-
-The checks that run before any fitting live here too: whether the target can
-be learned (``check_target``), whether there are rows enough for the seeded
-train/test split (``split_indices``) and for cross-validation
-(``choose_algorithm``). They raise ``InvalidInput`` with messages meant for the
-person who uploaded the dataset.
+The pipelines themselves are built by ``shared.pipelines.build_pipeline``.
+The checks here run before any fitting: whether the target can be learned
+(``check_target``), whether there are rows enough for the seeded train/test
+split (``split_indices``) and for cross-validation (``choose_algorithm``).
+They raise ``InvalidInput`` with messages meant for the person who uploaded
+the dataset.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator
-from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import (
-    HistGradientBoostingClassifier,
-    HistGradientBoostingRegressor,
-    RandomForestClassifier,
-    RandomForestRegressor,
-)
-from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import cross_val_score, train_test_split
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from services.training.splits import splitter
 from shared.errors import InvalidInput
+from shared.pipelines import build_pipeline, check_task, listing
 
-TASKS = ("classification", "regression")
-ALGORITHMS = ("linear", "random_forest", "hist_gradient_boosting")
-# "auto" is resolved by choose_algorithm into one of ALGORITHMS.
-AUTO = "auto"
 # Cheapest first, so a tight budget still gets the most informative tries.
 SELECTION_ORDER = ("linear", "hist_gradient_boosting", "random_forest")
-CLASS_WEIGHTS = (None, "balanced")
 
 # Past this many classes a target is almost always a numeric score.
 MAX_CLASSES = 50
 MIN_FOLDS = 2
 MAX_TEST_FRACTION = 0.5
-
-MISSING_CATEGORY = "missing"
-# Rarer categories share one "infrequent" column, so an id-like column
-# cannot blow up the width of the (dense) encoded table.
-MAX_ONE_HOT_CATEGORIES = 50
-# lbfgs converges well within this on standardized features.
-LOGISTIC_MAX_ITER = 1_000
-RIDGE_ALPHA = 1.0
-FOREST_TREES = 200
-FOREST_MIN_SAMPLES_LEAF = 5
-# One core per estimator: a worker process runs one job at a time.
-ESTIMATOR_JOBS = 1
 
 
 @dataclass
@@ -77,131 +45,6 @@ class Selection:
     notes: list[str]
 
 
-# --- pipelines -------------------------------------------------------------
-
-
-def build_pipeline(
-    task: str,
-    algorithm: str,
-    numeric: list[str],
-    categorical: list[str],
-    seed: int,
-    class_weight: str | None = None,
-) -> Pipeline:
-    """An unfitted pipeline: preprocessing by column name, then one estimator."""
-    _check_task(task)
-    _check_algorithm(algorithm)
-    _check_class_weight(task, class_weight)
-
-    preprocess = _preprocessor(numeric, categorical)
-    estimator = _estimator(task, algorithm, seed, class_weight)
-    return Pipeline([("preprocess", preprocess), ("model", estimator)])
-
-
-def _preprocessor(numeric: list[str], categorical: list[str]) -> ColumnTransformer:
-    _check_feature_columns(numeric, categorical)
-    parts: list[tuple[str, Pipeline, list[str]]] = []
-    if numeric:
-        parts.append(("numeric", _numeric_steps(), list(numeric)))
-    if categorical:
-        parts.append(("categorical", _categorical_steps(), list(categorical)))
-    return ColumnTransformer(parts, remainder="drop", sparse_threshold=0.0)
-
-
-def _numeric_steps() -> Pipeline:
-    # The indicator only appears for columns that had missing values at fit.
-    imputer = SimpleImputer(strategy="median", add_indicator=True)
-    return make_pipeline(imputer, StandardScaler())
-
-
-def _categorical_steps() -> Pipeline:
-    # SimpleImputer sees either NaN or None as missing, never both: one each.
-    nan_imputer = SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY)
-    none_imputer = SimpleImputer(
-        missing_values=None, strategy="constant", fill_value=MISSING_CATEGORY
-    )
-    encoder = OneHotEncoder(
-        handle_unknown="ignore",
-        max_categories=MAX_ONE_HOT_CATEGORIES,
-        sparse_output=False,
-    )
-    return make_pipeline(nan_imputer, none_imputer, encoder)
-
-
-def _estimator(
-    task: str, algorithm: str, seed: int, class_weight: str | None
-) -> BaseEstimator:
-    if task == "regression":
-        return _regressor(algorithm, seed)
-    return _classifier(algorithm, seed, class_weight)
-
-
-def _classifier(algorithm: str, seed: int, class_weight: str | None) -> BaseEstimator:
-    if algorithm == "linear":
-        return LogisticRegression(max_iter=LOGISTIC_MAX_ITER, class_weight=class_weight)
-    if algorithm == "random_forest":
-        return RandomForestClassifier(
-            n_estimators=FOREST_TREES,
-            min_samples_leaf=FOREST_MIN_SAMPLES_LEAF,
-            class_weight=class_weight,
-            n_jobs=ESTIMATOR_JOBS,
-            random_state=seed,
-        )
-    return HistGradientBoostingClassifier(class_weight=class_weight, random_state=seed)
-
-
-def _regressor(algorithm: str, seed: int) -> BaseEstimator:
-    if algorithm == "linear":
-        return Ridge(alpha=RIDGE_ALPHA)
-    if algorithm == "random_forest":
-        return RandomForestRegressor(
-            n_estimators=FOREST_TREES,
-            min_samples_leaf=FOREST_MIN_SAMPLES_LEAF,
-            n_jobs=ESTIMATOR_JOBS,
-            random_state=seed,
-        )
-    return HistGradientBoostingRegressor(random_state=seed)
-
-
-def _check_task(task: str) -> None:
-    if task not in TASKS:
-        raise InvalidInput(f"task must be one of {_listing(TASKS)} (received {task!r})")
-
-
-def _check_algorithm(algorithm: str) -> None:
-    if algorithm not in ALGORITHMS:
-        raise InvalidInput(
-            f"algorithm must be one of {_listing(ALGORITHMS)}, or {AUTO!r} "
-            f"resolved first by choose_algorithm (received {algorithm!r})"
-        )
-
-
-def _check_class_weight(task: str, class_weight: str | None) -> None:
-    if class_weight not in CLASS_WEIGHTS:
-        raise InvalidInput(
-            f"class_weight must be None or 'balanced' (received {class_weight!r})"
-        )
-    if task == "regression" and class_weight is not None:
-        raise InvalidInput(
-            "class_weight applies to classification only; a regression "
-            f"pipeline takes None (received {class_weight!r})"
-        )
-
-
-def _check_feature_columns(numeric: list[str], categorical: list[str]) -> None:
-    if not numeric and not categorical:
-        raise InvalidInput(
-            "feature columns: a pipeline needs at least one numeric or "
-            "categorical column (received none)"
-        )
-    both = sorted(set(numeric) & set(categorical))
-    if both:
-        raise InvalidInput(
-            "feature columns: a column is either numeric or categorical, "
-            f"not both (received both for {both!r})"
-        )
-
-
 # --- target checks ----------------------------------------------------------
 
 
@@ -210,7 +53,7 @@ def check_target(y: pd.Series, task: str, column: str) -> None:
 
     Rows with a missing target are ignored here (the caller drops them).
     """
-    _check_task(task)
+    check_task(task)
     usable = pd.Series(y).dropna()
 
     _check_usable_rows(usable, len(y), column)
@@ -262,7 +105,7 @@ def split_indices(
     Classification splits are stratified when every class has two rows or
     more and both sides can hold every class; otherwise the split is plain.
     """
-    _check_task(task)
+    check_task(task)
     _check_test_fraction(test_fraction)
     labels = pd.Series(np.asarray(y))
     _check_enough_rows(len(labels), test_fraction, min_rows)
@@ -334,7 +177,7 @@ def choose_algorithm(
     first always runs). At most ``max_rows`` rows take part: a seeded sample,
     stratified for classification.
     """
-    _check_task(task)
+    check_task(task)
     labels = pd.Series(np.asarray(y))
     notes: list[str] = []
     folds = _fold_count(labels, task, folds, notes)
@@ -476,7 +319,7 @@ def _best(scores: dict[str, float], notes: list[str]) -> str:
     if not finite:
         raise InvalidInput(
             "cross-validation: no algorithm could be scored on this dataset "
-            f"(tried {_listing(list(scores))})"
+            f"(tried {listing(list(scores))})"
         )
     return max(finite, key=finite.__getitem__)
 
@@ -503,7 +346,3 @@ def _label(value: object) -> str:
 
 def _examples(values: pd.Series, count: int = 2) -> str:
     return ", ".join(_label(value) for value in values.unique()[:count])
-
-
-def _listing(names: Sequence[str]) -> str:
-    return ", ".join(repr(name) for name in names)

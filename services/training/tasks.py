@@ -18,7 +18,6 @@ from celery import Task
 
 from services.training.pipeline import (
     Selection,
-    build_pipeline,
     check_target,
     choose_algorithm,
     split_indices,
@@ -32,6 +31,7 @@ from shared.dispatch import hand_on
 from shared.job_steps import run_step
 from shared.jobs import JobRecord, JobRequest, JobStatus
 from shared.logs import job_context
+from shared.pipelines import build_pipeline
 from shared.registry import ArtifactRef, FeatureSpec, VersionRecord
 from shared.settings import get_settings
 from shared.targets import target_values

@@ -19,8 +19,8 @@ import optuna
 import pandas as pd
 from sklearn.model_selection import cross_val_score
 
-from services.training.pipeline import build_pipeline
 from services.training.splits import splitter
+from shared.pipelines import build_pipeline
 
 log = logging.getLogger(__name__)
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from services.serving.tasks import run_pipeline
-from services.training.pipeline import build_pipeline
+from shared.pipelines import build_pipeline
 from tests.integration.flow import train, upload_ok
 from tests.unit.test_artifacts_and_serving import record_for
 

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from services.serving.tasks import run_pipeline
-from services.training.pipeline import build_pipeline
 from shared import artifacts
 from shared.errors import ArtifactRejected, NotFound
+from shared.pipelines import build_pipeline
 from shared.registry import ArtifactRef, FeatureSpec, VersionRecord
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from services.serving.compiled import UNSEEN, compile_pipeline
 from services.serving.tasks import feature_frame, predict_frame
-from services.training.pipeline import build_pipeline
+from shared.pipelines import build_pipeline
 from shared.registry import ArtifactRef, FeatureSpec, VersionRecord
 
 DATA = Path(__file__).resolve().parents[2] / "data"

@@ -12,15 +12,14 @@ import pytest
 from sklearn.metrics import r2_score, roc_auc_score
 
 from services.training.pipeline import (
-    ALGORITHMS,
     SELECTION_ORDER,
     Selection,
-    build_pipeline,
     check_target,
     choose_algorithm,
     split_indices,
 )
 from shared.errors import InvalidInput
+from shared.pipelines import ALGORITHMS, build_pipeline
 
 SEED = 42
 NUMERIC = ["studytime", "absences", "G1"]
