@@ -46,7 +46,10 @@ INSTALL_TIMEOUT_S = 900
 WINDOW = (1400, 900)
 FEATURES = ["standLRT", "schavg", "vr", "intake"]
 PAGES = ["/ui", "/ui/jobs", "/ui/models", "/ui/queues"]
-BURST_JOBS = 6
+# Enough jobs that the evaluation queue stays busy for seconds after the
+# burst is sent, on a fast machine too (a linear job trains in about 0.1 s and
+# is evaluated in about 0.2 s, one at a time on the test workers).
+BURST_JOBS = 24
 
 
 @dataclass(frozen=True)
