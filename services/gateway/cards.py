@@ -69,6 +69,8 @@ def card(
         "baseline": report.get("baseline"),
         "calibration": report.get("calibration"),
         "capacity": report.get("capacity"),
+        "roc": roc_summary(report.get("roc")),
+        "residuals": residual_summary(report.get("residuals")),
         "groups": report.get("groups", {}),
         "importance": report.get("importance", []),
         "importance_scope": report.get("importance_scope"),
@@ -77,6 +79,30 @@ def card(
         "history": history,
         "erasures": record.erasures,
         "deleted_at": record.deleted_at,
+    }
+
+
+def roc_summary(roc: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The ROC figures a reader compares; the points stay in the report."""
+    if not roc or not roc.get("candidate"):
+        return None
+    champion = roc.get("champion") or {}
+    return {
+        "auc": roc["candidate"].get("auc"),
+        "champion_version": champion.get("version"),
+        "champion_auc": champion.get("auc"),
+        "rows": roc.get("rows"),
+        "positives": roc.get("positives"),
+    }
+
+
+def residual_summary(residuals: dict[str, Any] | None) -> dict[str, Any] | None:
+    """How far estimates fall from actual values; the sampled pairs stay behind."""
+    if not residuals or residuals.get("mean") is None:
+        return None
+    return {
+        key: residuals.get(key)
+        for key in ("definition", "rows", "mean", "std", "quantiles")
     }
 
 
@@ -153,7 +179,44 @@ def _metrics_section(document: dict[str, Any]) -> list[str]:
     calibration = document.get("calibration")
     if calibration:
         lines += [f"Calibration: Brier score {_num(calibration['brier'])}."]
+    lines += _roc_lines(document.get("roc"))
+    lines += _residual_lines(document.get("residuals"))
     return lines + [""]
+
+
+def _roc_lines(roc: dict[str, Any] | None) -> list[str]:
+    if not roc:
+        return []
+    line = (
+        f"Ranking: area under the ROC curve {_num(roc['auc'])} on {roc['rows']} "
+        f"held-out students, {roc['positives']} of them positive (0.5 is chance)"
+    )
+    if roc.get("champion_auc") is not None:
+        line += (
+            f"; the champion then serving, v{roc['champion_version']}, "
+            f"reached {_num(roc['champion_auc'])} on the same students"
+        )
+    return ["", line + "."]
+
+
+def _residual_lines(residuals: dict[str, Any] | None) -> list[str]:
+    if not residuals:
+        return []
+    quantiles = residuals.get("quantiles") or {}
+    lines = [
+        "",
+        f"Errors (actual minus estimate) on {residuals['rows']} held-out students: "
+        f"mean {_num(residuals['mean'])}, standard deviation "
+        f"{_num(residuals['std'])}.",
+    ]
+    if "p25" in quantiles and "p75" in quantiles:
+        lines.append(
+            f"Half of the errors lay between {_num(quantiles['p25'])} and "
+            f"{_num(quantiles['p75'])}, nine in ten between "
+            f"{_num(quantiles.get('p05'))} and {_num(quantiles.get('p95'))}; "
+            "below zero, the model over-estimated the student."
+        )
+    return lines
 
 
 def _groups_section(groups: dict[str, Any]) -> list[str]:

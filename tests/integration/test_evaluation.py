@@ -67,6 +67,7 @@ def test_groups_and_pairs_are_reported_and_kept_out_of_the_features(
     assert card.status_code == 200
     assert card.headers["content-type"].startswith("text/markdown")
     assert "### sex+schgend" in card.text and "| F+girls |" in card.text
+    assert f"area under the ROC curve {roc['auc']:.4f}" in card.text
 
 
 def test_card_is_json_on_request(api, exam_at_risk, model_name):
@@ -88,6 +89,8 @@ def test_card_is_json_on_request(api, exam_at_risk, model_name):
     assert card["model"] == model_name
     assert card["excluded_attributes"] and "sex" in card["excluded_attributes"]
     assert card["metrics"]["roc_auc"] > 0.6
+    assert card["roc"]["auc"] == pytest.approx(card["metrics"]["roc_auc"], abs=1e-6)
+    assert card["roc"]["champion_auc"] is None and card["residuals"] is None
     assert card["history"][0]["action"] == "promote"
 
 

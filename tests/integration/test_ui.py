@@ -155,6 +155,27 @@ def test_every_page_answers_html_for_a_bearer_key(gateway_url, trained):
     assert 'data-plot="residuals"' not in classifier.text
 
 
+def test_cards_carry_the_curves_the_pages_draw(trained):
+    api = trained.tenant.client
+    json_card = {"accept": "application/json"}
+
+    second = api.get(
+        f"/v1/models/{trained.classifier}/versions/2/card", headers=json_card
+    )
+    regressor = api.get(f"/v1/models/{trained.regressor}/versions/1/card")
+    regressor_json = api.get(
+        f"/v1/models/{trained.regressor}/versions/1/card", headers=json_card
+    ).json()
+
+    roc = second.json()["roc"]
+    assert roc["champion_version"] == 1 and roc["champion_auc"] is not None
+    assert roc["auc"] == pytest.approx(second.json()["metrics"]["roc_auc"], abs=1e-6)
+    assert regressor_json["roc"] is None
+    assert regressor_json["residuals"]["rows"] == regressor_json["data"]["test_rows"]
+    assert "Errors (actual minus estimate) on" in regressor.text
+    assert "Half of the errors lay between" in regressor.text
+
+
 def test_a_page_without_a_key_sends_the_browser_to_the_login_form(gateway_url):
     with httpx.Client(base_url=gateway_url) as anonymous:
         answer = anonymous.get("/ui/models?x=1")
