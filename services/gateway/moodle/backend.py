@@ -35,13 +35,10 @@ training job, the serving task or the evaluation task it sends, at most
 
 from __future__ import annotations
 
-import io
-import json
 import logging
 import math
 import time
 import uuid
-import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -54,6 +51,7 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 from kombu.exceptions import OperationalError
 
 from services.gateway.job_checks import check_job
+from services.gateway.moodle import archive
 from services.gateway.moodle.csvfile import (
     MoodleFile,
     read_labelled,
@@ -74,7 +72,6 @@ from shared.jobs import JobRecord, JobStatus
 from shared.keys import moodle_training
 from shared.leases import Lease
 from shared.policy import get_policy, model_gates
-from shared.storage import sha256_hex
 
 log = logging.getLogger(__name__)
 
@@ -101,11 +98,6 @@ JOB_POLL_S = 1.0
 TRAINING_TURN_POLL_S = 0.2
 MAX_ITERATIONS = 100
 PROMOTION_ATTEMPTS = 3
-
-EXPORT_FORMAT = "eduml-moodle-model"
-EXPORT_FORMAT_VERSION = 1
-MANIFEST, SAMPLES = "model.json", "samples.csv"
-MAX_ZIP_MEMBERS = 10
 
 
 @dataclass(frozen=True)
@@ -605,18 +597,9 @@ class MoodleBackend:
     def evaluation_log(
         self, caller: Caller, uniqueid: str, dirhash: str, runid: int
     ) -> bytes:
-        """A zip with the run's log (``info.log``) and result; never empty."""
+        """A zip with the run's log and result; never empty."""
         run = self.store.get_run(caller.tenant, uniqueid, dirhash, runid)
-        out = io.BytesIO()
-        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
-            if run is None:
-                archive.writestr(
-                    "info.log", f"No evaluation run {runid} is known for this model.\n"
-                )
-            else:
-                archive.writestr("info.log", "\n".join(run.get("log", [])) + "\n")
-                archive.writestr("result.json", json.dumps(run.get("result"), indent=2))
-        return out.getvalue()
+        return archive.evaluation_log(runid, run)
 
     # --- export, import, delete -----------------------------------------------
 
@@ -634,28 +617,21 @@ class MoodleBackend:
             labels,
             record.classes,
         )
-        manifest = {
-            "format": EXPORT_FORMAT,
-            "format_version": EXPORT_FORMAT_VERSION,
+        fields = {
             "model": record.model,
             "version": record.version,
             "algorithm": record.algorithm,
             "classes": record.classes,
             "features": len(record.features),
             "samples": record.samples,
-            "samples_sha256": sha256_hex(samples),
         }
-        out = io.BytesIO()
-        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
-            archive.writestr(MANIFEST, json.dumps(manifest, indent=2))
-            archive.writestr(SAMPLES, samples)
-        return out.getvalue()
+        return archive.pack_export(fields, samples)
 
     def import_model(
         self, caller: Caller, uniqueid: str, dirhash: str, data: bytes
     ) -> dict[str, Any]:
         """Train (uniqueid, dirhash) afresh from an export, replacing what it held."""
-        manifest, samples = self._read_export(data)
+        manifest, samples = archive.unpack_export(data, self.settings.max_upload_bytes)
         batch = read_labelled(
             samples, self.settings.max_csv_rows, self.settings.max_csv_columns
         )
@@ -664,38 +640,6 @@ class MoodleBackend:
         with self._one_training_at_a_time(caller.tenant, uniqueid, dirhash):
             _, etag = self.store.get(caller.tenant, uniqueid, dirhash)
             return self._train(caller, uniqueid, dirhash, batch, None, etag, algorithm)
-
-    def _read_export(self, data: bytes) -> tuple[dict[str, Any], bytes]:
-        try:
-            archive = zipfile.ZipFile(io.BytesIO(data))
-            members = archive.infolist()
-            if (
-                len(members) > MAX_ZIP_MEMBERS
-                or sum(m.file_size for m in members) > self.settings.max_upload_bytes
-            ):
-                raise InvalidInput("importzip: the archive is larger than any export")
-            names = archive.namelist()
-            if MANIFEST not in names or SAMPLES not in names:
-                raise InvalidInput(
-                    f"importzip: an export of this backend holds {MANIFEST} and "
-                    f"{SAMPLES}; the archive holds {names[:MAX_ZIP_MEMBERS]!r}"
-                )
-            manifest = json.loads(archive.read(MANIFEST))
-            samples = archive.read(SAMPLES)
-        except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise InvalidInput(
-                f"importzip is not an export of this backend: {error}"
-            ) from error
-        if not isinstance(manifest, dict) or manifest.get("format") != EXPORT_FORMAT:
-            raise InvalidInput(
-                f"importzip: {MANIFEST} is not of the format {EXPORT_FORMAT!r}"
-            )
-        if manifest.get("samples_sha256") != sha256_hex(samples):
-            raise InvalidInput(
-                f"importzip: {SAMPLES} does not match the checksum "
-                f"its {MANIFEST} records"
-            )
-        return manifest, samples
 
     def delete(self, caller: Caller, uniqueid: str) -> int:
         removed = self.store.delete_all(caller.tenant, uniqueid)
