@@ -115,11 +115,15 @@ def parse_csv(
     max_rows: int,
     max_columns: int,
     min_columns: int = 2,
+    full_rows: bool = False,
 ) -> ParsedTable:
     """Read an uploaded CSV into typed columns, or refuse it with a reason.
 
     ``min_columns`` is 2 for a training table (features and a target); a file
-    of instances to predict may hold a single feature.
+    of instances to predict may hold a single feature. A row with fewer fields
+    than the header names is read as missing values at its end, unless
+    ``full_rows`` asks for every row to be complete (instances to predict,
+    where a short row is a mistake rather than an export's habit).
     """
     _check_options(delimiter, decimal)
     text, used_encoding, notes = decode(data, encoding)
@@ -131,6 +135,8 @@ def parse_csv(
     names = _check_header(header, delimiter, max_columns, min_columns)
 
     cells = _read_cells(text, delimiter, header, max_rows)
+    if full_rows:
+        _reject_short_rows(text, delimiter, len(_named_part(header)))
     cells, dropped = _drop_trailing_columns(cells, header, text, delimiter)
     if dropped:
         notes.append(f"ignored {_count(dropped, 'empty trailing column')}")
@@ -396,6 +402,22 @@ def _widest_record(text: str, delimiter: str) -> int:
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
         return max(map(len, reader), default=0)
+    except csv.Error as error:
+        raise InvalidInput(f"file could not be read as CSV: {error}") from error
+
+
+def _reject_short_rows(text: str, delimiter: str, named: int) -> None:
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    start = 1
+    try:
+        for record in reader:
+            if start > 1 and not _is_blank(record) and len(record) < named:
+                raise InvalidInput(
+                    f"line {start} has {_count(len(record), 'field')} but the "
+                    f"header names {_count(named, 'column')}; every row gives a "
+                    "value (or an empty field) for each column"
+                )
+            start = reader.line_num + 1
     except csv.Error as error:
         raise InvalidInput(f"file could not be read as CSV: {error}") from error
 

@@ -181,13 +181,21 @@ def test_bad_mlflow_csv_is_a_bad_request(trained):
 @pytest.mark.parametrize(
     "content, words",
     [
-        (b"attendance,quiz,track\n0.5,inf,A\n", "column 'quiz': expected a finite"),
-        (b"attendance,quiz,track\n0.5,1e400,A\n", "column 'quiz': expected a finite"),
-        (b"attendance,quiz,track\n0.5,50,A,9,9\n", "as many fields"),
+        (b"attendance,quiz,track\n0.5,inf,A\n", "column 'quiz' holds the non-finite"),
+        (b"attendance,quiz,track\n0.5,1e400,A\n", "column 'quiz' holds the non-finite"),
+        (b"attendance,quiz,track\n0.5,50,A,9,9\n", "line 2 has a value in field 4"),
+        (
+            b"attendance,quiz,track\n0.5,50,A\n0.5,50\n",
+            "line 3 has 2 fields but the header names 3 columns",
+        ),
+        (b"", "file is empty"),
+        (b"attendance,quiz\n\xff,1\n", "not valid utf-8 at line 2, byte 1"),
     ],
-    ids=["infinity", "overflow", "row_longer_than_header"],
+    ids=["infinity", "overflow", "row_longer", "row_shorter", "empty", "not_utf8"],
 )
-def test_mlflow_csv_with_infinite_or_extra_values_is_refused(trained, content, words):
+def test_mlflow_csv_that_cannot_be_read_is_refused_naming_the_line(
+    trained, content, words
+):
     answer = invoke(trained, content=content, content_type="text/csv")
 
     assert answer.status_code == 400, answer.text

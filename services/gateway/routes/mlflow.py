@@ -11,7 +11,8 @@ key as its bearer token. The body is one of:
   ``{"inputs": {column: [value, ...]}}`` (columns); ``instances`` and
   ``inputs`` also take rows as lists, and ``"params"`` may come beside them
   (the models here take none, so they are ignored);
-- ``text/csv``: a header naming the columns, then one row per student.
+- ``text/csv``: a header naming the columns, then one row per student, each
+  with as many fields as the header.
 
 Columns are matched by name, extra ones ignored; values given without names
 are taken in the order of the model's features. The answer is
@@ -25,15 +26,11 @@ than JSON or CSV in UTF-8.
 
 from __future__ import annotations
 
-import io
 import json
 import math
-import warnings
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-import numpy as np
-import pandas as pd
 from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse, Response
@@ -48,8 +45,10 @@ from services.gateway.responses import SafeJSONResponse
 from services.gateway.routes.models import champion_record
 from services.gateway.schemas import ModelName
 from shared.clients import Clients
-from shared.errors import PlatformError
+from shared.datasets import parse_csv
+from shared.errors import InvalidInput, PayloadTooLarge, PlatformError
 from shared.registry import VersionRecord
+from shared.settings import Settings
 
 JSON, CSV = "application/json", "text/csv"
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
@@ -175,7 +174,11 @@ async def invocations(
         return PlainTextResponse(problem, status_code=415)
     body = await request.body()
     record = await run_in_threadpool(champion_record, c, owner, model)
-    instances = _csv_instances(body) if media == CSV else _json_instances(body, record)
+    instances = (
+        _csv_instances(body, c.settings)
+        if media == CSV
+        else _json_instances(body, record)
+    )
     if not instances:
         raise MlflowError("the input holds no rows to predict")
     limit = c.settings.max_predict_instances
@@ -308,37 +311,35 @@ def _column_instances(value: dict[str, Any], field: str) -> list[dict[str, Any]]
     return [{name: cells[i] for name, cells in columns.items()} for i in range(count)]
 
 
-def _csv_instances(body: bytes) -> list[dict[str, Any]]:
+def _csv_instances(body: bytes, settings: Settings) -> list[dict[str, Any]]:
+    """The rows of a CSV body, read as an upload is, every row complete.
+
+    The comma, the ``.`` decimal and UTF-8 are fixed, as MLflow reads CSV;
+    infinite numbers and rows with more or fewer fields than the header are
+    refused, naming the line.
+    """
     try:
-        with warnings.catch_warnings():
-            # A row longer than the header is only a warning to pandas.
-            warnings.simplefilter("error", pd.errors.ParserWarning)
-            frame = pd.read_csv(io.BytesIO(body), encoding="utf-8", index_col=False)
-    except (
-        ValueError,
-        UnicodeDecodeError,
-        pd.errors.ParserError,
-        pd.errors.ParserWarning,
-    ) as error:
+        table = parse_csv(
+            body,
+            delimiter=",",
+            decimal=".",
+            encoding="utf-8",
+            max_rows=settings.max_predict_instances,
+            max_columns=settings.max_csv_columns,
+            min_columns=1,
+            full_rows=True,
+        )
+    except PayloadTooLarge as error:
         raise MlflowError(
-            f"the body is not a CSV table with a header line and as many fields "
-            f"on each row: {error}"
+            f"the CSV body: {error.message}; send smaller requests",
+            "REQUEST_LIMIT_EXCEEDED",
+            413,
         ) from error
-    _reject_infinite(frame)
+    except InvalidInput as error:
+        raise MlflowError(f"the CSV body: {error.message}") from error
+    frame = table.frame
     records = frame.astype(object).where(frame.notna(), None).to_dict("records")
     return [{str(name): _plain(cell) for name, cell in row.items()} for row in records]
-
-
-def _reject_infinite(frame: pd.DataFrame) -> None:
-    """Refuse infinite numbers as the JSON formats do; empty cells stay missing."""
-    numbers = frame.select_dtypes("number")
-    infinite = np.isinf(numbers.to_numpy(dtype="float64"))
-    if infinite.any():
-        row, column = (int(i) for i in np.argwhere(infinite)[0])
-        raise MlflowError(
-            f"column {str(numbers.columns[column])!r}: expected a finite number on "
-            f"data row {row + 1}; received an infinite one"
-        )
 
 
 def _plain(value: Any) -> Any:
