@@ -24,7 +24,6 @@ import csv
 import io
 import json
 import math
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,7 +62,7 @@ def read_labelled(data: bytes, max_rows: int, max_columns: int) -> MoodleFile:
             f"dataset: a labelled file needs at least one feature and the target "
             f"column; line 3 names {len(header)} column(s)"
         )
-    frame = _read_rows(rows, len(header), max_rows, id_column=False)
+    frame = _read_rows(rows, header, max_rows, id_column=False)
     names = _feature_names(header[:-1])
     target = _target_name(header[-1], names)
     X = frame.iloc[:, :-1].set_axis(names, axis=1)
@@ -82,7 +81,7 @@ def read_unlabelled(data: bytes, max_rows: int, max_columns: int) -> MoodleFile:
             f"feature; line 3 names {len(header)} column(s)"
         )
     header = _without_target_name(header, metadata)
-    frame = _read_rows(rows, len(header), max_rows, id_column=True)
+    frame = _read_rows(rows, header, max_rows, id_column=True)
     ids = frame.iloc[:, 0].fillna("").astype(str).tolist()
     names = _feature_names(header[1:])
     X = frame.iloc[:, 1:].astype("float64").set_axis(names, axis=1)
@@ -202,37 +201,119 @@ def _fields(line: str, number: int) -> list[str]:
         ) from error
 
 
-def _read_rows(rows: str, columns: int, max_rows: int, id_column: bool) -> pd.DataFrame:
-    if not rows.strip():
+def _read_rows(
+    rows: str, header: list[str], max_rows: int, id_column: bool
+) -> pd.DataFrame:
+    """The rows as numbers (the sample ids as text), every row as wide as line 3."""
+    lines = _complete_rows(rows, len(header))
+    if not lines:
         raise InvalidInput(
             "dataset: the file has no sample rows after its 3 header lines"
         )
+    if len(lines) > max_rows:
+        raise PayloadTooLarge(f"dataset: more than {max_rows} rows")
+    columns = len(header)
     dtype: dict[int, object] = dict.fromkeys(range(columns), "float64")
     if id_column:
         dtype[0] = str
     try:
-        with warnings.catch_warnings():
-            # More fields than names on the first row is only a warning to pandas.
-            warnings.simplefilter("error", pd.errors.ParserWarning)
-            frame = pd.read_csv(
-                io.StringIO(rows),
-                header=None,
-                names=list(range(columns)),
-                index_col=False,
-                dtype=dtype,
-                na_values=MISSING,
-                keep_default_na=False,
-                skip_blank_lines=True,
-                nrows=max_rows + 1,
+        return pd.read_csv(
+            io.StringIO(rows),
+            header=None,
+            names=list(range(columns)),
+            index_col=False,
+            dtype=dtype,
+            na_values=MISSING,
+            keep_default_na=False,
+            skip_blank_lines=True,
+        )
+    except (ValueError, pd.errors.ParserError) as error:
+        raise _not_numbers(rows, header, lines, id_column) from error
+
+
+def _complete_rows(rows: str, columns: int) -> list[int]:
+    """The file line of each row, blank lines left out as pandas skips them.
+
+    A row with more or fewer fields than line 3 names is refused: columns are
+    matched by position, so a missing or extra field would shift them.
+    """
+    if '"' in rows:  # quoted fields may hold commas or line ends: parse them
+        return _quoted_row_lines(rows, columns)
+    lines = []
+    for offset, line in enumerate(rows.split("\n")):
+        if not line.strip():
+            continue
+        fields = line.count(",") + 1
+        if fields != columns:
+            raise InvalidInput(
+                _width_message(HEADER_LINES + offset + 1, fields, columns)
             )
-    except (ValueError, pd.errors.ParserError, pd.errors.ParserWarning) as error:
+        lines.append(HEADER_LINES + offset + 1)
+    return lines
+
+
+def _quoted_row_lines(rows: str, columns: int) -> list[int]:
+    reader = csv.reader(io.StringIO(rows))
+    lines, start = [], HEADER_LINES + 1
+    try:
+        for record in reader:
+            # A line empty or of spaces only is skipped, by pandas too.
+            if record and (len(record) > 1 or record[0].strip()):
+                if len(record) != columns:
+                    raise InvalidInput(_width_message(start, len(record), columns))
+                lines.append(start)
+            start = HEADER_LINES + reader.line_num + 1
+    except csv.Error as error:
         raise InvalidInput(
-            f"dataset rows (counted after the 3 header lines) cannot be read: {error}; "
-            "each row holds as many fields as line 3 names, each a number or empty"
+            f"dataset: line {start} is not valid CSV: {error}"
         ) from error
-    if len(frame) > max_rows:
-        raise PayloadTooLarge(f"dataset: more than {max_rows} rows")
-    return frame
+    return lines
+
+
+def _width_message(line: int, fields: int, columns: int) -> str:
+    return (
+        f"dataset: line {line} holds {fields} field(s) but line 3 names {columns} "
+        "columns; each row gives a value (or an empty field) for every column"
+    )
+
+
+def _not_numbers(
+    rows: str, header: list[str], lines: list[int], id_column: bool
+) -> InvalidInput:
+    """The first cell that is neither a number nor empty, by line and column."""
+    unreadable = InvalidInput(
+        "dataset: the rows cannot be read as numbers; each value is a number or empty"
+    )
+    try:
+        cells = pd.read_csv(
+            io.StringIO(rows),
+            header=None,
+            names=list(range(len(header))),
+            index_col=False,
+            dtype=str,
+            keep_default_na=False,
+            skip_blank_lines=True,
+        )
+    except (ValueError, pd.errors.ParserError):
+        return unreadable
+    if len(cells) != len(lines):
+        return unreadable
+    for column in range(1 if id_column else 0, len(header)):
+        text = cells[column].str.strip()
+        absent = text.isin(MISSING)
+        numbers = pd.to_numeric(text.where(~absent), errors="coerce")
+        wrong = (numbers.isna() & ~absent).to_numpy()
+        if wrong.any():
+            row = int(np.argmax(wrong))
+            hint = ""
+            if column == 0 and not id_column:
+                hint = " (a training or evaluation file has no sample-id column)"
+            return InvalidInput(
+                f"dataset: line {lines[row]}, column {column + 1} "
+                f"({header[column]!r}) holds {cells[column].iloc[row]!r}, which is "
+                f"not a number{hint}; values are numbers or empty"
+            )
+    return unreadable
 
 
 def _feature_names(header: list[str]) -> list[str]:
