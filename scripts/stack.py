@@ -25,12 +25,14 @@ from urllib.parse import urlparse
 import httpx
 import typer
 
+from services.gateway.moodle.users import UsersSettingError, parse_users
 from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_DIR = ROOT / ".run"
 BIN = Path(sys.executable).parent
 START_TIMEOUT_S = 90.0
+LOG_TAIL_LINES = 20  # of a process that exited while starting
 STOP_TIMEOUT_S = 20.0
 WORKERS = {
     "training": ["--concurrency", "1"],
@@ -86,13 +88,33 @@ def port_open(host: str, port: int) -> bool:
         return probe.connect_ex((host, port)) == 0
 
 
-def wait_until(check, timeout_s: float, what: str) -> None:  # type: ignore[no-untyped-def]
+def wait_until(  # type: ignore[no-untyped-def]
+    check,
+    timeout_s: float,
+    what: str,
+    process: subprocess.Popen | None = None,
+    log: Path | None = None,
+) -> None:
+    """Wait for ``check``; fail at once, with the log's end, if ``process`` exits."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if check():
             return
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(
+                f"{what} exited with code {process.returncode} while starting"
+                + (f"; the end of {log}:\n{log_tail(log)}" if log else "")
+            )
         time.sleep(0.3)
     raise RuntimeError(f"{what} did not come up within {timeout_s:.0f} s")
+
+
+def log_tail(log: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        text = log.read_text(errors="replace")
+    except OSError as error:
+        return f"(unreadable: {error})"
+    return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
 def spawn(
@@ -147,7 +169,9 @@ def start_seaweed(
         "AWS_SECRET_ACCESS_KEY": settings.s3_secret_access_key,
     }
     process = spawn(seaweed_command(data_dir, ports, settings.s3_bucket), log, env)
-    wait_until(lambda: s3_answers(settings), START_TIMEOUT_S, "SeaweedFS S3")
+    wait_until(
+        lambda: s3_answers(settings), START_TIMEOUT_S, "SeaweedFS S3", process, log
+    )
     return process
 
 
@@ -199,7 +223,9 @@ def start_redis(port: int, log: Path) -> subprocess.Popen:
         "no",
     ]
     process = spawn(command, log)
-    wait_until(lambda: port_open("127.0.0.1", port), START_TIMEOUT_S, "Redis")
+    wait_until(
+        lambda: port_open("127.0.0.1", port), START_TIMEOUT_S, "Redis", process, log
+    )
     return process
 
 
@@ -207,7 +233,13 @@ def start_gateway(
     host: str, port: int, log: Path, env: dict[str, str]
 ) -> subprocess.Popen:
     process = _uvicorn("services.gateway.app:app", host, port, log, env)
-    wait_until(lambda: _ready(f"http://{host}:{port}"), START_TIMEOUT_S, "the gateway")
+    wait_until(
+        lambda: _ready(f"http://{host}:{port}"),
+        START_TIMEOUT_S,
+        "the gateway",
+        process,
+        log,
+    )
     return process
 
 
@@ -220,6 +252,8 @@ def start_moodle(
         lambda: _answers(f"http://{host}:{port}/version"),
         START_TIMEOUT_S,
         "the Moodle backend",
+        process,
+        log,
     )
     return process
 
@@ -331,6 +365,27 @@ def _alive(process_id: int) -> bool:
 def up() -> None:
     """Start SeaweedFS, Redis (if none answers), the gateway and the workers."""
     settings = Settings()
+    _check_moodle_users(settings)
+    try:
+        _up(settings)
+    except RuntimeError as error:
+        typer.secho(f"{error}\nstop what did start with 'make down'", err=True)
+        raise typer.Exit(1) from None
+
+
+def _check_moodle_users(settings: Settings) -> None:
+    """Refuse a bad MOODLE_BACKEND_USERS before anything starts."""
+    try:
+        parse_users(
+            settings.moodle_backend_users,
+            settings.default_tenant,
+            tenant_required=settings.admin_api_key is not None,
+        )
+    except UsersSettingError as error:
+        raise typer.BadParameter(str(error)) from None
+
+
+def _up(settings: Settings) -> None:
     running = {name for name, pid in _recorded().items() if _alive(pid)}
     logs = RUN_DIR / "logs"
     if "seaweedfs" not in running and not s3_answers(settings):

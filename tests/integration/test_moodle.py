@@ -16,6 +16,7 @@ import io
 import json
 import math
 import random
+import time
 import uuid
 import zipfile
 from collections.abc import Iterator
@@ -29,7 +30,11 @@ import pytest
 from markupsafe import escape
 
 from scripts import stack
-from services.gateway.moodle.csvfile import read_labelled, write_labelled
+from services.gateway.moodle.csvfile import (
+    read_labelled,
+    read_unlabelled,
+    write_labelled,
+)
 from services.gateway.moodle.store import model_name
 from services.gateway.moodle.users import UsersSettingError, hashed_entry, parse_users
 from shared.errors import InvalidInput
@@ -741,6 +746,31 @@ def test_bad_user_entries_are_refused_with_the_entry_named(text, match):
         parse_users(text, "default")
 
 
+def test_with_authentication_on_every_user_names_a_tenant():
+    named = parse_users("a:pw1@t0123456789ab", "default", tenant_required=True)
+
+    assert named["a"].tenant == "t0123456789ab"
+    for text in ("a:pw1", "a:pw1@t0123456789ab, b:pw2", "b:pw2@default"):
+        with pytest.raises(UsersSettingError, match="with ADMIN_API_KEY set, name"):
+            parse_users(text, "default", tenant_required=True)
+
+
+def test_a_backend_that_cannot_start_fails_at_once_with_its_log(settings, tmp_path):
+    env = {
+        **stack_env(settings),
+        "MOODLE_BACKEND_USERS": "school:pw1",  # no tenant, with ADMIN_API_KEY set
+    }
+    log = tmp_path / "moodle.log"
+    started = time.monotonic()
+
+    with pytest.raises(RuntimeError) as refused:
+        stack.start_moodle("127.0.0.1", free_port(), log, env)
+
+    assert time.monotonic() - started < stack.START_TIMEOUT_S / 3
+    assert "the Moodle backend exited with code" in str(refused.value)
+    assert "with ADMIN_API_KEY set, name the user's tenant" in str(refused.value)
+
+
 def test_model_names_keep_hex_ids_and_hash_the_others():
     assert model_name("31db0e169fe00259c6ca", "68775ee1806d33c8") == (
         "moodle-31db0e169fe0-68775ee1"
@@ -754,8 +784,17 @@ def test_model_names_keep_hex_ids_and_hash_the_others():
     [
         (b"", "empty"),
         (b'targetclasses\n"[0,1]"\nf,t\n1,2\n', "does not list"),
-        (b'targetclasses\n"[0,1]"\nf,t\n1,0,3\n', "cannot be read"),
-        (b'targetclasses\n"[0,1]"\nf,t\nx,0\n', "cannot be read"),
+        (b'targetclasses\n"[0,1]"\nf,t\n1,0,3\n', "line 4 holds 3 field.s. but line 3"),
+        (
+            b'targetclasses\n"[0,1]"\nf,t\n1,0\n1\n',
+            "line 5 holds 1 field.s. but line 3",
+        ),
+        (b'targetclasses\n"[0,1]"\nf,t\n1,0\n\n"1",0,0\n', "line 6 holds 3 field"),
+        (
+            b'targetclasses\n"[0,1]"\nf,t\n1,0\nx,0\n',
+            "line 5, column 1 .'f'. holds 'x', which is not a number .a training",
+        ),
+        (b'targetclasses\n"[0,1]"\nf,g,t\n1, abc ,0\n', "column 2 .'g'. holds ' abc '"),
         (b'targetclasses\n"zero"\nf,t\n1,0\n', "JSON list"),
         (b'nfeatures,targetclasses\n5,"[0,1]"\nf,t\n1,0\n', "nfeatures says 5"),
         (b'targetclasses,targettype\n"[0,1]",linear\nf,t\n1,0\n', "no regression"),
@@ -764,6 +803,29 @@ def test_model_names_keep_hex_ids_and_hash_the_others():
 def test_unreadable_moodle_files_are_refused_with_the_reason(data, match):
     with pytest.raises(InvalidInput, match=match):
         read_labelled(data, max_rows=100, max_columns=100)
+
+
+@pytest.mark.parametrize(
+    "data, match",
+    [
+        (b"nfeatures\n2\nid,f,g\ns1,1,2\ns2,1\n", "line 5 holds 2 field.s. but line 3"),
+        (b"nfeatures\n2\nid,f,g\ns1,1,2,0\n", "line 4 holds 4 field.s. but line 3"),
+        (b"nfeatures\n2\nid,f,g\ns1,1,often\n", "line 4, column 3 .'g'. holds 'often'"),
+    ],
+)
+def test_unreadable_prediction_files_are_refused_naming_the_line(data, match):
+    with pytest.raises(InvalidInput, match=match):
+        read_unlabelled(data, max_rows=100, max_columns=100)
+
+
+def test_blank_lines_are_skipped_and_sample_ids_kept_as_text():
+    batch = read_unlabelled(
+        b'nfeatures\n2\nid,f,g\n007,1,\n\n  \n"s,2",nan,0.5\n', 100, 100
+    )
+
+    assert batch.ids == ["007", "s,2"]
+    assert batch.X.to_numpy().tolist()[0][0] == 1.0
+    assert batch.X.isna().to_numpy().tolist() == [[False, True], [True, False]]
 
 
 def test_a_labelled_file_written_for_export_reads_back_to_the_same_samples():

@@ -122,7 +122,11 @@ class Params:
 
 
 def create_app(settings: Settings) -> FastAPI:
-    users = parse_users(settings.moodle_backend_users, settings.default_tenant)
+    users = parse_users(
+        settings.moodle_backend_users,
+        settings.default_tenant,
+        tenant_required=settings.admin_api_key is not None,
+    )
     api = FastAPI(
         title="eduml Moodle backend",
         version=settings.moodle_backend_version,
@@ -284,7 +288,7 @@ def _zip(data: bytes, name: str) -> Response:
 
 def _check_tenant(settings: Settings, user: MoodleUser) -> None:
     """With authentication on, the user's tenant must exist."""
-    if settings.admin_api_key is None or user.tenant == settings.default_tenant:
+    if settings.admin_api_key is None:
         return
     try:
         TenantStore(get_clients().storage).get(user.tenant)

@@ -11,7 +11,8 @@ The setting holds comma-separated entries ``user:password[@tenant]``:
   password with the salt text, as Werkzeug writes it);
 - ``@tenant``: the tenant whose datasets, jobs and models the user's Moodle
   models become (a tenant id such as ``t1a2b3c4d5e6``); without it, the
-  default tenant (``DEFAULT_TENANT``, the tenant of local use).
+  default tenant (``DEFAULT_TENANT``, the tenant of local use), which is
+  refused when authentication is on (``ADMIN_API_KEY`` set).
 
 ``python -m services.gateway.moodle.users <user> [tenant]`` asks for a
 password and prints an entry with it hashed.
@@ -68,14 +69,28 @@ class MoodleUser:
         return hmac.compare_digest(self.secret.encode(), password.encode())
 
 
-def parse_users(text: str, default_tenant: str) -> dict[str, MoodleUser]:
-    """The users of the setting by name; UsersSettingError names a bad entry."""
+def parse_users(
+    text: str, default_tenant: str, tenant_required: bool = False
+) -> dict[str, MoodleUser]:
+    """The users of the setting by name; UsersSettingError names a bad entry.
+
+    ``tenant_required`` (authentication on: ``ADMIN_API_KEY`` set) refuses an
+    entry without ``@tenant``: the default tenant is served only with
+    authentication off, so its models would be out of every API key's reach.
+    """
     users: dict[str, MoodleUser] = {}
     for position, entry in enumerate(text.split(ENTRY_SEPARATOR), 1):
         entry = entry.strip()
         if not entry:
             continue
         user = _parse_entry(entry, position, default_tenant)
+        if tenant_required and user.tenant == default_tenant:
+            raise UsersSettingError(
+                f"MOODLE_BACKEND_USERS entry {position} (user {user.name!r}): with "
+                "ADMIN_API_KEY set, name the user's tenant, as in "
+                "'user:password@t1a2b3c4d5e6'; the default tenant "
+                f"{default_tenant!r} is served only with authentication off"
+            )
         if user.name in users:
             raise UsersSettingError(
                 f"MOODLE_BACKEND_USERS entry {position}: user {user.name!r} is "
