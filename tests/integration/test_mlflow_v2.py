@@ -391,6 +391,28 @@ def test_v2_bad_inference_requests_get_an_error_string(trained, body):
     assert isinstance(answer.json()["error"], str)
 
 
+def test_v2_refuses_a_tensor_named_twice_and_a_body_that_is_no_object(trained):
+    doubled = pandas_request(STUDENTS)
+    doubled["inputs"].append({**doubled["inputs"][0], "data": [9.0] * len(STUDENTS)})
+
+    twice = trained["api"].post("/v2/models/risk/infer", json=doubled)
+    listed = trained["api"].post("/v2/models/risk/infer", json=[1, 2])
+
+    assert twice.status_code == 400, twice.text
+    assert f"[{FEATURES[0]!r}] are given more than once" in twice.json()["error"]
+    assert listed.status_code == 400, listed.text
+    assert listed.json()["error"].startswith("the body: ")
+
+
+def test_v2_more_instances_than_the_limit_is_413(trained, settings):
+    rows = [STUDENTS[0]] * (settings.max_predict_instances + 1)
+
+    answer = trained["api"].post("/v2/models/risk/infer", json=pandas_request(rows))
+
+    assert answer.status_code == 413, answer.text
+    assert "exceed the limit" in answer.json()["error"]
+
+
 def test_v2_errors_for_unknown_models_and_missing_keys(trained):
     unknown = trained["api"].post(
         "/v2/models/no-such-model/infer", json=pandas_request(STUDENTS)

@@ -24,6 +24,7 @@ or the serving workers fail). Model routes need the tenant's API key, as
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -42,7 +43,13 @@ from services.gateway.responses import SafeJSONResponse
 from services.gateway.routes.models import champion_record
 from services.gateway.schemas import ModelName, VersionNumber
 from shared.clients import Clients
-from shared.errors import Conflict, InvalidInput, NotFound, PlatformError
+from shared.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    PlatformError,
+)
 from shared.registry import VersionRecord
 
 SERVER_NAME = "eduml"
@@ -369,7 +376,7 @@ async def _infer(
         raise InvalidInput("the inputs hold no rows to predict")
     limit = c.settings.max_predict_instances
     if len(instances) > limit:
-        raise InvalidInput(
+        raise PayloadTooLarge(
             f"{len(instances)} instances exceed the limit of {limit} "
             "per request; send smaller requests"
         )
@@ -386,6 +393,12 @@ def _instances(record: VersionRecord, body: InferenceRequest) -> list[dict[str, 
                 f"input {tensor.name!r}: datatype must be one of "
                 f"{sorted(DATATYPES)!r}; received {tensor.datatype!r}"
             )
+    given = Counter(tensor.name for tensor in body.inputs)
+    twice = sorted(name for name, count in given.items() if count > 1)
+    if twice:
+        raise InvalidInput(
+            f"inputs name each tensor once; {twice!r} are given more than once"
+        )
     pandas = (body.parameters or {}).get("content_type") == PANDAS
     named = {tensor.name for tensor in body.inputs} >= set(names)
     if pandas or named:
@@ -500,5 +513,5 @@ def _datatype(values: list[Any] | None) -> str:
 
 def _first_problem(errors: Any) -> str:
     first = errors[0] if errors else {}
-    where = ".".join(str(part) for part in first.get("loc", ()))
+    where = ".".join(str(part) for part in first.get("loc", ())) or "the body"
     return f"{where}: {first.get('msg', 'invalid request')}"
