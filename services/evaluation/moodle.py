@@ -18,7 +18,9 @@ one of Moodle's reference backend:
 4. The status is a set of Moodle's bits: 8 (``NOT_ENOUGH_DATA``) when the
    deviation exceeds ``max_deviation``, 4 (``LOW_SCORE``) when the score is
    below ``min_score``; each failed check adds a sentence to ``info``. With
-   no iteration run the status is 8 alone, and ``info`` says why.
+   no iteration run the status is 8 alone, and ``info`` says why. A score
+   measured on fewer than ``FEW_SCORED`` samples adds a sentence saying so
+   and leaves the status as it is.
 
 In trained-model mode (``trained`` names a model version and the Moodle
 model's features, which the file's columns are by position) nothing is
@@ -64,6 +66,8 @@ NOT_ENOUGH_DATA = 8
 TEST_FRACTION = 0.2
 # As the Moodle backend's training jobs: Moodle's targets are rare events.
 CLASS_WEIGHT = "balanced"
+# Fewer scored samples than this make a score a matter of luck: said in info.
+FEW_SCORED = 10
 METRICS = ("accuracy", "balanced accuracy", "precision", "recall", "f1_score")
 
 
@@ -74,6 +78,15 @@ class Scores:
     runs: list[dict[str, float]] = field(default_factory=list)
     aucs: list[float] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # told to Moodle, status kept
+
+    def note_few_scored(self, scored: int) -> None:
+        if scored < FEW_SCORED:
+            self.notes.append(
+                f"Each score was measured on {scored} sample(s) only, too few to "
+                f"say much; evaluate with {FEW_SCORED} or more scored samples "
+                f"({int(np.ceil(FEW_SCORED / TEST_FRACTION))} or more in the file)."
+            )
 
 
 @app.task(
@@ -134,6 +147,7 @@ def cross_check(
     """Fit and score a fresh pipeline on ``iterations`` random 80/20 splits."""
     scores = Scores()
     test_size = max(1, int(np.ceil(TEST_FRACTION * len(y))))
+    scores.note_few_scored(test_size)
     for iteration in range(iterations):
         generator = np.random.default_rng(seed + iteration)
         order = generator.permutation(len(y))
@@ -177,6 +191,7 @@ def score_trained(
     X = X.set_axis(given, axis=1)[[feature.name for feature in version.features]]
     pipeline = artifacts.load(clients.storage, version)
     scores = Scores()
+    scores.note_few_scored(len(y))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         record(scores, pipeline, X, y, classes)
@@ -249,6 +264,8 @@ def judge(scores: Scores, min_score: float, max_deviation: float) -> dict[str, A
             f"The model is not good enough: its score (weighted F1) is "
             f"{result['score']:.4f}, below the minimum of {min_score:g}."
         )
+    if scores.runs:
+        info.extend(scores.notes)
     result.update(
         min_score=min_score,
         accepted_deviation=max_deviation,
