@@ -30,6 +30,7 @@ import pytest
 from markupsafe import escape
 
 from scripts import stack
+from services.gateway.moodle import archive
 from services.gateway.moodle.csvfile import (
     read_labelled,
     read_unlabelled,
@@ -695,6 +696,35 @@ def test_importing_a_zip_that_is_no_export_is_refused(moodle):
 
     assert answer.status_code == 400
     assert "samples.csv" in answer.text
+
+
+@pytest.mark.parametrize(
+    "members, words",
+    [
+        ({"model.json": "{not json", "samples.csv": ""}, "model.json is not JSON"),
+        (None, "importzip: samples.csv: dataset: line 4 holds 1 field(s)"),
+    ],
+    ids=["manifest_not_json", "samples_unreadable"],
+)
+def test_an_import_whose_members_cannot_be_read_names_the_member(
+    moodle, members, words
+):
+    if members is None:  # a well-formed export of samples that cannot be read
+        samples = b'targetclasses\n"[0,1]"\nf,t\n1\n'
+        data = archive.pack_export({"algorithm": "random_forest"}, samples)
+    else:
+        written = io.BytesIO()
+        with zipfile.ZipFile(written, "w") as out:
+            for name, text in members.items():
+                out.writestr(name, text)
+        data = written.getvalue()
+
+    answer = moodle.post(
+        "/import", files={"importzip": ("import.zip", data)}, uniqueid="u", dirhash="d"
+    )
+
+    assert answer.status_code == 400
+    assert words in answer.text
 
 
 def test_deletemodel_is_idempotent_and_forgets_the_model(moodle):

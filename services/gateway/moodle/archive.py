@@ -56,9 +56,14 @@ def unpack_export(data: bytes, max_bytes: int) -> tuple[dict[str, Any], bytes]:
                 f"importzip: an export of this backend holds {MANIFEST} and "
                 f"{SAMPLES}; the archive holds {names[:MAX_ZIP_MEMBERS]!r}"
             )
-        manifest = json.loads(archive.read(MANIFEST))
         samples = archive.read(SAMPLES)
-    except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError) as error:
+        try:
+            manifest = json.loads(archive.read(MANIFEST))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise InvalidInput(
+                f"importzip: {MANIFEST} is not JSON text: {error}"
+            ) from error
+    except zipfile.BadZipFile as error:
         raise InvalidInput(
             f"importzip is not an export of this backend: {error}"
         ) from error

@@ -632,9 +632,14 @@ class MoodleBackend:
     ) -> dict[str, Any]:
         """Train (uniqueid, dirhash) afresh from an export, replacing what it held."""
         manifest, samples = archive.unpack_export(data, self.settings.max_upload_bytes)
-        batch = read_labelled(
-            samples, self.settings.max_csv_rows, self.settings.max_csv_columns
-        )
+        try:
+            batch = read_labelled(
+                samples, self.settings.max_csv_rows, self.settings.max_csv_columns
+            )
+        except InvalidInput as error:
+            raise InvalidInput(
+                f"importzip: {archive.SAMPLES}: {error.message}"
+            ) from error
         exported = manifest.get("algorithm")
         algorithm = next((known for known in ALGORITHMS if known == exported), None)
         with self._one_training_at_a_time(caller.tenant, uniqueid, dirhash):
