@@ -143,6 +143,10 @@ def test_mlflow_csv_predicts_like_v1(trained):
             "BAD_REQUEST",
         ),
         (
+            b'{"dataframe_split": {"index": [0, 1], "data": [[0.5, 50, "A"]]}}',
+            "BAD_REQUEST",
+        ),
+        (
             b'{"dataframe_records": [{"attendance": 0.5, "quiz": 50}]}',
             "INVALID_PARAMETER_VALUE",
         ),
@@ -158,6 +162,7 @@ def test_mlflow_csv_predicts_like_v1(trained):
         "two_format_fields",
         "a_list",
         "row_of_wrong_width",
+        "index_of_wrong_length",
         "missing_column",
         "short_row",
         "text_for_a_number",

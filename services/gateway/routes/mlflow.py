@@ -258,12 +258,21 @@ def _json_instances(body: bytes, record: VersionRecord) -> list[dict[str, Any]]:
 def _split_instances(value: Any, names: list[str]) -> list[dict[str, Any]]:
     if not isinstance(value, dict) or not isinstance(value.get("data"), list):
         raise MlflowError(
-            "dataframe_split must be an object with 'data' (a list of "
-            "rows) and 'columns' (their names)"
+            "dataframe_split must be an object with 'data' (a list of rows) and "
+            "'columns' (their names; without them, the model's features in order)"
         )
     columns = value.get("columns", names)
     if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
         raise MlflowError("dataframe_split.columns must be a list of column names")
+    index = value.get("index")
+    if index is not None and (
+        not isinstance(index, list) or len(index) != len(value["data"])
+    ):
+        shown = len(index) if isinstance(index, list) else type(index).__name__
+        raise MlflowError(
+            f"dataframe_split.index must list one label per row of data "
+            f"({len(value['data'])}); received {shown}"
+        )
     instances = []
     for position, row in enumerate(value["data"]):
         if not isinstance(row, list) or len(row) != len(columns):
