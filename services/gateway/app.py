@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from services.gateway import ui
 from services.gateway.batching import close_batchers
 from services.gateway.fast_predict import FastPredict
+from services.gateway.json_text import JsonText
 from services.gateway.limits import BodyLimit, platform_refusal
 from services.gateway.responses import SafeJSONResponse, error_body, error_response
 from services.gateway.routes import (
@@ -62,6 +63,7 @@ def create_app(settings: Settings) -> FastAPI:
     api.include_router(v2.router)
     add_error_handlers(api)
     api.add_middleware(metrics.RequestMetrics)
+    api.add_middleware(JsonText, refusal=not_unicode)
     api.add_middleware(BodyLimit, limit_for=body_limit(settings), refusal=too_large)
     # Outermost: the common predict request is answered before any other layer.
     api.add_middleware(FastPredict, body_limit_bytes=JSON_BODY_LIMIT_BYTES)
@@ -103,6 +105,15 @@ def too_large(path: str, message: str) -> Response:
         if protocol.serves(path):
             return protocol.too_large(path, message)
     return platform_refusal(path, message)
+
+
+def not_unicode(path: str, message: str) -> Response:
+    """A JSON body that is not Unicode text, refused in its protocol's shape."""
+    if mlflow.serves(path):
+        return mlflow.MlflowError(message).response()
+    if v2.serves(path):
+        return SafeJSONResponse({"error": message}, status_code=400)
+    return SafeJSONResponse(error_body("invalid_input", message), status_code=422)
 
 
 def add_error_handlers(api: FastAPI) -> None:

@@ -167,3 +167,63 @@ def test_oversized_body_is_413_before_it_is_read(api, model_name):
 
     assert answer.status_code == 413
     assert "exceeds the limit" in error_of(answer)
+
+
+LONE = b'"\\ud800"'  # JSON text for a string holding a lone surrogate
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        (
+            "POST",
+            "/v1/models/{model}/predict",
+            b'{"instances": [{"hours": ' + LONE + b"}]}",
+        ),
+        (
+            "POST",
+            "/v1/jobs",
+            b'{"model": "{model}", "dataset_id": "d", "target": ' + LONE + b"}",
+        ),
+        ("PUT", "/v1/policy", b'{"protected_attributes": [' + LONE + b"]}"),
+        (
+            "POST",
+            "/v1/models/{model}/invocations",
+            b'{"instances": [{"hours": "\\udc00"}]}',
+        ),
+        ("POST", "/v2/models/{model}/infer", b'{"inputs": [], "id": ' + LONE + b"}"),
+    ],
+    ids=["predict", "jobs", "policy", "mlflow", "v2"],
+)
+def test_a_lone_surrogate_in_json_is_refused_before_anything_changes(
+    api, model_name, method, path, body
+):
+    before = api.get("/v1/policy").json()
+
+    answer = api.request(
+        method,
+        path.format(model=model_name),
+        content=body.replace(b"{model}", model_name.encode()),
+        headers={"content-type": "application/json"},
+    )
+
+    assert answer.status_code in (400, 422), answer.text
+    assert "lone UTF-16 surrogate escape" in answer.text
+    assert api.get("/v1/policy").json() == before
+
+
+def test_a_surrogate_pair_and_an_escaped_backslash_are_ordinary_text(api, model_name):
+    dataset = upload_ok(api, SMALL.encode())
+    pair = b'"S01 \\ud83d\\ude00"'
+    backslash = b'"\\\\ud800"'
+
+    for text in (pair, backslash):
+        answer = api.post(
+            "/v1/jobs",
+            content=b'{"model": "%s", "dataset_id": "%s", "target": %s}'
+            % (model_name.encode(), dataset["id"].encode(), text),
+            headers={"content-type": "application/json"},
+        )
+
+        assert answer.status_code == 422, answer.text
+        assert "surrogate" not in answer.text and "target" in error_of(answer)
