@@ -44,6 +44,12 @@ class Settings(BaseSettings):
         min_length=16,
         description="Secret that manages tenants and their API keys; no default.",
     )
+    metrics_token: str | None = Field(
+        default=None,
+        min_length=16,
+        description="Secret a Prometheus scraper sends for /metrics when "
+        "authentication is on (ADMIN_API_KEY is accepted too).",
+    )
     api_key_cache_ttl_s: float = Field(
         default=30.0,
         ge=0.0,

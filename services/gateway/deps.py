@@ -100,6 +100,26 @@ def admin(credentials: HTTPAuthorizationCredentials | None = Security(bearer)) -
         )
 
 
+def operator(
+    credentials: HTTPAuthorizationCredentials | None = Security(bearer),
+) -> None:
+    """Let a monitoring scraper through: METRICS_TOKEN or ADMIN_API_KEY.
+
+    Figures such as the champion of each tenant's models are nobody else's
+    business once authentication is on; with it off, anyone local may read.
+    """
+    settings = get_clients().settings
+    if settings.admin_api_key is None:
+        return
+    token = _bearer_token(credentials)
+    accepted = [settings.admin_api_key, settings.metrics_token]
+    if not any(secret and _same_secret(token, secret) for secret in accepted):
+        raise Unauthorized(
+            "/metrics needs METRICS_TOKEN or the admin API key (ADMIN_API_KEY) as "
+            "its bearer token; the token sent is neither"
+        )
+
+
 def _bearer_token(credentials: HTTPAuthorizationCredentials | None) -> str:
     if credentials is None or not credentials.credentials:
         raise Unauthorized(MISSING_KEY)

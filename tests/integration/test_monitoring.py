@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 
+import httpx
 import pytest
 
 from tests.conftest import ARTIFACTS, DATA
@@ -37,7 +38,7 @@ def test_every_job_carries_the_cost_of_its_steps(trained):
 
 
 def test_metrics_expose_requests_queues_jobs_and_worker_figures(
-    api, trained, model_name
+    api, admin_api, trained, model_name
 ):
     api.post(
         f"/v1/models/{model_name}/predict",
@@ -45,7 +46,7 @@ def test_metrics_expose_requests_queues_jobs_and_worker_figures(
     )
 
     # The serving worker writes its counts within a second (shared/tally.py).
-    text = metrics_once(api, "eduml_inference_seconds_count")
+    text = metrics_once(admin_api, "eduml_inference_seconds_count")
 
     assert (
         'eduml_http_requests_total{method="POST",route="/v1/models/{model}/predict"'
@@ -62,6 +63,17 @@ def test_metrics_expose_requests_queues_jobs_and_worker_figures(
     assert 'eduml_jobs_finished_total{status="deployed"}' in text
     assert f'model="{model_name}"' in text
     assert 'eduml_worker_up{worker="test-training@' in text
+
+
+def test_metrics_are_for_operators_only_with_authentication_on(
+    api, gateway_url, trained
+):
+    keyless = httpx.get(f"{gateway_url}/metrics")
+    tenant_key = api.get("/metrics")
+
+    assert keyless.status_code == tenant_key.status_code == 401
+    assert "missing bearer token" in keyless.json()["error"]["message"]
+    assert "needs METRICS_TOKEN or the admin" in tenant_key.json()["error"]["message"]
 
 
 def metrics_once(api, expected: str, within_s: float = 10.0) -> str:

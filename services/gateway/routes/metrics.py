@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import redis
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -20,6 +20,7 @@ from prometheus_client import (
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.gateway.deps import operator
 from services.gateway.routes.queues import thresholds
 from shared import keys
 from shared.clients import get_clients
@@ -149,6 +150,6 @@ registry.register(
 )
 
 
-@router.get("/metrics", include_in_schema=False)
+@router.get("/metrics", include_in_schema=False, dependencies=[Depends(operator)])
 def metrics() -> Response:
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
