@@ -3,6 +3,7 @@ for whom, and how it came to serve (or not), in words an educator can read."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from shared.dataset_store import DatasetSchema
@@ -20,6 +21,10 @@ INTENDED_USE = {
         "about any student."
     ),
 }
+
+# The characters that would turn text into markup here (links, emphasis, code,
+# table cells, HTML), escaped with a backslash as CommonMark allows.
+_MARKUP = re.compile(r"([\\`*\[\]<>|&~])")
 LIMITATIONS = [
     "Trained on one dataset from one period; students unlike those in it may be "
     "scored less accurately.",
@@ -128,9 +133,11 @@ def markdown(document: dict[str, Any]) -> str:
 
 def _data_section(document: dict[str, Any]) -> list[str]:
     data = document["data"]
-    features = ", ".join(f"`{f['name']}` ({f['type']})" for f in document["features"])
+    features = ", ".join(
+        f"{_code(f['name'])} ({f['type']})" for f in document["features"]
+    )
     excluded = (
-        ", ".join(f"`{name}`" for name in document["excluded_attributes"]) or "none"
+        ", ".join(_code(name) for name in document["excluded_attributes"]) or "none"
     )
     return [
         "## Data",
@@ -138,7 +145,7 @@ def _data_section(document: dict[str, Any]) -> list[str]:
         f"- Dataset `{data['dataset_id']}` (content hash), {data['rows']} rows, "
         f"uploaded {data['uploaded_at']}; {data['train_rows']} rows to train, "
         f"{data['test_rows']} held out to test.",
-        f"- Target: `{data['target']}`.",
+        f"- Target: {_code(data['target'])}.",
         f"- Student ids: {_ids_line(data['id_column_pseudonymised'])}.",
         f"- Features: {features}.",
         f"- Columns not used as features: {excluded}.",
@@ -147,7 +154,7 @@ def _data_section(document: dict[str, Any]) -> list[str]:
 
 
 def _ids_line(id_column: str | None) -> str:
-    return f"pseudonymised (`{id_column}`)" if id_column else "none in the data"
+    return f"pseudonymised ({_code(id_column)})" if id_column else "none in the data"
 
 
 def _metrics_section(document: dict[str, Any]) -> list[str]:
@@ -228,7 +235,7 @@ def _groups_section(groups: dict[str, Any]) -> list[str]:
             {key for v in values.values() for key in v if key != "too_small"}
         )
         lines += [
-            f"### {column}",
+            f"### {_text(column)}",
             "",
             "| group | " + " | ".join(names) + " |",
             "| --- |" + " --- |" * len(names),
@@ -236,12 +243,12 @@ def _groups_section(groups: dict[str, Any]) -> list[str]:
         for value, figures in values.items():
             if figures.get("too_small"):
                 lines.append(
-                    f"| {value} | n={figures['n']}: too small to report |"
+                    f"| {_text(value)} | n={figures['n']}: too small to report |"
                     + " |" * (len(names) - 1)
                 )
                 continue
             cells = " | ".join(_num(figures.get(name)) for name in names)
-            lines.append(f"| {value} | {cells} |")
+            lines.append(f"| {_text(value)} | {cells} |")
         lines.append("")
     return lines
 
@@ -258,7 +265,7 @@ def _importance_section(
         "",
     ]
     lines += [
-        f"- `{item['feature']}`: {_num(item['importance'])}"
+        f"- {_code(item['feature'])}: {_num(item['importance'])}"
         for item in importance
         if item["importance"] is not None
     ]
@@ -273,12 +280,14 @@ def _history_lines(document: dict[str, Any]) -> list[str]:
     if decision:
         verdict = "promoted" if decision["promoted"] else "not promoted"
         lines.append(
-            f"- Evaluation: {verdict}. " + "; ".join(decision["reasons"]) + "."
+            f"- Evaluation: {verdict}. "
+            + "; ".join(_text(reason) for reason in decision["reasons"])
+            + "."
         )
     for entry in document["history"]:
         lines.append(
             f"- {entry['at']}: {entry['action']} v{entry.get('version')} by "
-            f"{entry['actor']} — {entry['reason']}"
+            f"{_text(entry['actor'])} — {_text(entry['reason'])}"
         )
     if document["erasures"]:
         lines.append(
@@ -286,6 +295,20 @@ def _history_lines(document: dict[str, Any]) -> list[str]:
             "request(s); retrain to remove their influence."
         )
     return lines or ["- None yet."]
+
+
+def _text(value: Any) -> str:
+    """Text from the data or a caller, on one line, with no Markdown or HTML in it."""
+    return _MARKUP.sub(r"\\\1", " ".join(str(value).split()))
+
+
+def _code(value: Any) -> str:
+    """A name as a code span, on one line, fenced longer than any backticks in it."""
+    line = " ".join(str(value).split())
+    runs = [len(run) for run in re.findall(r"`+", line)]
+    fence = "`" * (max(runs, default=0) + 1)
+    pad = " " if runs else ""
+    return f"{fence}{pad}{line}{pad}{fence}"
 
 
 def _num(value: Any) -> str:

@@ -94,3 +94,36 @@ def test_residual_summary_reports_the_spread_of_errors_without_the_sampled_pairs
         f"{summary['quantiles']['p75']:.4f}" in text
     )
     assert cards.residual_summary({"mean": None, "rows": 0}) is None
+
+
+def test_names_and_values_from_the_data_cannot_write_markdown_or_html():
+    column = "gr|oup`x`\n# h"
+    groups = {
+        column: {
+            "M|x": {"n": 30, "recall": 0.5},
+            "<b>F</b>": {"n": 30, "recall": 0.75},
+        }
+    }
+    features = [{"name": column, "type": "categorical"}]
+    history = [
+        {
+            "at": "2026-01-02",
+            "action": "rollback",
+            "version": 1,
+            "actor": "API key sha256:abc",
+            "reason": "see [here](http://x) <script>",
+        }
+    ]
+
+    text = cards.markdown(
+        document(groups=groups, features=features, history=history, importance=[])
+    )
+    lines = text.splitlines()
+
+    assert "# h" not in [line.strip() for line in lines]
+    assert "<b>" not in text and "<script>" not in text
+    assert "\\<b\\>F\\</b\\>" in text and "see \\[here\\](http://x)" in text
+    rows = [line for line in lines if line.startswith("| M") or "F\\</b" in line]
+    unescaped = [line.replace("\\|", "").count("|") for line in rows]
+    assert unescaped == [4, 4]  # three cells each: the group, n and its recall
+    assert "`` gr|oup`x` # h ``" in text
