@@ -58,6 +58,9 @@ REGRESSION = "regression"
 
 DELIMITERS = (",", ";", "\t", "|")
 DECIMALS = (".", ",")
+# Numbers beyond this are refused: their squares, summed over rows (variances,
+# distances), would overflow a float; no student figure comes near it.
+MAX_MAGNITUDE = 1e150
 MISSING_TOKENS = frozenset({"", "na", "n/a", "#n/a", "nan", "null", "?"})
 
 SAMPLE_LINES = 20  # lines after the header looked at to find the delimiter
@@ -135,8 +138,20 @@ def parse_csv(
     names = _check_header(header, delimiter, max_columns, min_columns)
 
     cells = _read_cells(text, delimiter, header, max_rows)
-    if full_rows:
-        _reject_short_rows(text, delimiter, len(_named_part(header)))
+    named = len(_named_part(header))
+    short, line, fields = _short_rows(text, delimiter, named, cells)
+    if short and full_rows:
+        raise InvalidInput(
+            f"line {line} has {_count(fields, 'field')} but the header names "
+            f"{_count(named, 'column')}; every row gives a value (or an empty "
+            "field) for each column"
+        )
+    if short:
+        notes.append(
+            f"{_count(short, 'row')} {'has' if short == 1 else 'have'} fewer "
+            f"fields than the header (first on line {line}); each field missing "
+            "from a row was read as a missing value"
+        )
     cells, dropped = _drop_trailing_columns(cells, header, text, delimiter)
     if dropped:
         notes.append(f"ignored {_count(dropped, 'empty trailing column')}")
@@ -406,17 +421,47 @@ def _widest_record(text: str, delimiter: str) -> int:
         raise InvalidInput(f"file could not be read as CSV: {error}") from error
 
 
-def _reject_short_rows(text: str, delimiter: str, named: int) -> None:
+def _short_rows(
+    text: str, delimiter: str, named: int, cells: pd.DataFrame
+) -> tuple[int, int, int]:
+    """Data rows with fewer fields than ``named``: how many, the first's line
+    and its number of fields (0 and 0 when there is none).
+
+    ``cells`` are the records as read: when none is wider than the header and
+    the file has no quoting, a delimiter count short of none proves that no
+    row is short, without looking at each line.
+    """
+    records: Iterator[tuple[int, int]]
+    if '"' not in text:  # no quoting: a record is a line, a field a delimiter
+        if cells.shape[1] == named and text.count(delimiter) == (named - 1) * (
+            len(cells) + 1
+        ):
+            return 0, 0, 0
+        records = (
+            (number, line.count(delimiter) + 1)
+            for number, line in enumerate(_LINE_END.split(text), 1)
+            if line.strip()
+        )
+    else:
+        records = _quoted_records(text, delimiter)
+    count = first = first_fields = 0
+    next(records, None)  # the header
+    for line, fields in records:
+        if fields < named:
+            count += 1
+            if not first:
+                first, first_fields = line, fields
+    return count, first, first_fields
+
+
+def _quoted_records(text: str, delimiter: str) -> Iterator[tuple[int, int]]:
+    """The line each non-blank record starts on, and its number of fields."""
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     start = 1
     try:
         for record in reader:
-            if start > 1 and not _is_blank(record) and len(record) < named:
-                raise InvalidInput(
-                    f"line {start} has {_count(len(record), 'field')} but the "
-                    f"header names {_count(named, 'column')}; every row gives a "
-                    "value (or an empty field) for each column"
-                )
+            if not _is_blank(record):
+                yield start, len(record)
             start = reader.line_num + 1
     except csv.Error as error:
         raise InvalidInput(f"file could not be read as CSV: {error}") from error
@@ -547,18 +592,28 @@ def _to_numbers(values: pd.Series, mark: str) -> pd.Series:
 def _reject_non_finite(
     typed: list[_TypedColumn], cells: pd.DataFrame, text: str, delimiter: str
 ) -> None:
+    """Refuse infinite numbers, and finite ones too large for a model's sums."""
     for column in typed:
         if column.info.type != NUMERIC:
             continue
-        infinite = np.isinf(column.values.to_numpy())
+        values = column.values.to_numpy()
+        infinite = np.isinf(values)
+        huge = np.abs(values) > MAX_MAGNITUDE
+        if not huge.any():
+            continue
+        row = int(infinite.argmax()) if infinite.any() else int(huge.argmax())
+        shown = cells.at[row, column.info.name].strip()
+        line = _line_of_row(text, delimiter, row)
         if infinite.any():
-            row = int(infinite.argmax())
             raise InvalidInput(
                 f"column {column.info.name!r} holds the non-finite number "
-                f"{cells.at[row, column.info.name].strip()!r} on line "
-                f"{_line_of_row(text, delimiter, row)}; only finite numbers "
-                "can be used"
+                f"{shown!r} on line {line}; only finite numbers can be used"
             )
+        raise InvalidInput(
+            f"column {column.info.name!r} holds {shown!r} on line {line}, beyond "
+            f"±{MAX_MAGNITUDE:g}: models square and sum such numbers past what a "
+            "float holds; rescale the column or mark the value missing"
+        )
 
 
 def _decimal_used(typed: list[_TypedColumn]) -> str:

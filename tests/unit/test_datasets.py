@@ -373,6 +373,25 @@ def test_non_finite_number_refused_with_column_and_line() -> None:
         parse(text)
 
 
+def test_finite_numbers_too_large_for_a_model_refused_with_column_and_line() -> None:
+    text = "student_id,G3\nS01,12\nS02,8\nS03,-1.7e308\n"
+
+    with pytest.raises(InvalidInput, match="column 'G3' holds '-1.7e308' on line 4"):
+        parse(text)
+    assert (
+        parse("student_id,G3\nS01,1e149\nS02,-1e149\n").frame["G3"].abs().max() == 1e149
+    )
+
+
+def test_short_rows_are_read_as_missing_values_with_a_note() -> None:
+    table = parse("student_id,age,G3\nS01,17,12\nS02,18\nS03\n")
+
+    assert table.frame["G3"].isna().tolist() == [False, True, True]
+    assert "2 rows have fewer fields than the header (first on line 3)" in " ".join(
+        table.notes
+    )
+
+
 def test_error_line_counts_blank_lines_and_quoted_newlines() -> None:
     text = 'student_id,comment,G3\nS01,"two\nlines",12\n\nS02,ok,-inf\n'
 
