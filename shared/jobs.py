@@ -206,6 +206,7 @@ class JobStore:
         kind: JobKind = JobKind.TRAINING,
         version: int | None = None,
         progress: Progress | None = None,
+        notes: list[str] | None = None,
     ) -> JobRecord:
         record = JobRecord(
             id=new_job_id(),
@@ -214,6 +215,7 @@ class JobStore:
             request=request,
             version=version,
             progress=progress,
+            notes=list(notes or []),
         )
         record.timestamps[JobStatus.QUEUED.value] = now_iso()
         key = keys.job_record(tenant, record.id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from services.gateway.schemas import JobCreate
 from shared.dataset_store import ColumnSchema, DatasetSchema
-from shared.datasets import NUMERIC, ColumnInfo, infer_task
+from shared.datasets import CATEGORICAL, NUMERIC, ColumnInfo, infer_task
 from shared.errors import InvalidInput
 from shared.jobs import (
     CLASSIFICATION_GAP_METRICS,
@@ -18,6 +18,9 @@ MAX_CLASSES = 50
 # Below this share for its smallest class, a target counts as imbalanced.
 IMBALANCED_SHARE = 0.2
 MIN_ROWS_PER_CLASS = 2
+# A text column with a different value on each of at least this many rows is
+# taken for a student id: it predicts nothing, and a model keeps its values.
+ID_LIKE_MIN_ROWS = 20
 
 
 def check_job(
@@ -158,6 +161,7 @@ def _features(
     if not request.use_group_columns_as_features:
         excluded.update(request.group_columns)
     if request.features is None:
+        excluded.update(id_like_columns(schema))
         features = [name for name in schema.names if name not in excluded]
     else:
         unknown = [name for name in request.features if schema.column(name) is None]
@@ -174,11 +178,45 @@ def _features(
                 "the group columns are not features"
             )
         features = list(dict.fromkeys(request.features))
+        like_ids = [name for name in features if name in id_like_columns(schema)]
+        if like_ids:
+            raise InvalidInput(
+                f"features {like_ids!r} hold a different text value on every row, "
+                "like student ids: an id predicts nothing, and the model would "
+                "keep its values; name it id_column (its values are then "
+                "pseudonymised), or leave it out of features"
+            )
     if not features:
         raise InvalidInput(
             f"dataset {schema.id} has no feature columns besides the target"
         )
     return features
+
+
+def id_like_columns(schema: DatasetSchema) -> list[str]:
+    """The text columns that hold a different value on every row."""
+    if schema.rows < ID_LIKE_MIN_ROWS:
+        return []
+    return [
+        column.name
+        for column in schema.columns
+        if column.type == CATEGORICAL
+        and column.missing == 0
+        and column.distinct == schema.rows
+        and column.name != schema.id_column
+    ]
+
+
+def left_out_as_ids(request: JobRequest, schema: DatasetSchema) -> list[str]:
+    """Notes for the job: columns not made features because they look like ids."""
+    used = {request.target, request.id_column, *request.features}
+    return [
+        f"column {name!r} was left out of the features: it holds a different text "
+        "value on every row, like a student id; name it id_column to have it "
+        "pseudonymised"
+        for name in id_like_columns(schema)
+        if name not in used
+    ]
 
 
 def _check_classes(target: ColumnSchema, min_per_class: int) -> None:

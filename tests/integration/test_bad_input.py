@@ -227,3 +227,44 @@ def test_a_surrogate_pair_and_an_escaped_backslash_are_ordinary_text(api, model_
 
         assert answer.status_code == 422, answer.text
         assert "surrogate" not in answer.text and "target" in error_of(answer)
+
+
+# Logins, unique on every row, under a name not taken for an id column.
+LOGINS = "login,hours,absences,passed\n" + "\n".join(
+    f"user.{i:02d},{i % 7},{i % 5},{int(i % 7 > 2)}" for i in range(30)
+)
+
+
+def test_a_column_of_unique_text_is_left_out_of_default_features_with_a_note(
+    api, model_name
+):
+    dataset = upload_ok(api, LOGINS.encode())
+
+    answer = api.post(
+        "/v1/jobs",
+        json={"model": model_name, "dataset_id": dataset["id"], "target": "passed"},
+    )
+    job = api.get(f"/v1/jobs/{answer.json()['id']}").json()
+
+    assert answer.status_code == 202, answer.text
+    assert "column 'login' was left out of the features" in answer.json()["notes"][0]
+    assert job["notes"] == answer.json()["notes"]
+    assert job["features"] == ["hours", "absences"]
+
+
+def test_a_column_of_unique_text_named_as_a_feature_is_refused(api, model_name):
+    dataset = upload_ok(api, LOGINS.encode())
+
+    answer = api.post(
+        "/v1/jobs",
+        json={
+            "model": model_name,
+            "dataset_id": dataset["id"],
+            "target": "passed",
+            "features": ["login", "hours"],
+        },
+    )
+
+    assert answer.status_code == 422
+    assert "features ['login'] hold a different text value" in error_of(answer)
+    assert "name it id_column" in error_of(answer)

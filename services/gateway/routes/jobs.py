@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Query
 from kombu.exceptions import OperationalError
 
 from services.gateway.deps import clients, tenant
-from services.gateway.job_checks import check_job
+from services.gateway.job_checks import check_job, left_out_as_ids
 from services.gateway.responses import SafeJSONResponse
 from services.gateway.schemas import JobCreate, JobId, error_responses
 from shared.clients import Clients
@@ -44,11 +44,17 @@ def create_job(
 
     if body.gates is not None:
         keep_model_gates(c.storage, owner, body.model, body.gates)
-    record = c.jobs.create(owner, request)
+    notes = left_out_as_ids(request, schema) if body.features is None else []
+    record = c.jobs.create(owner, request, notes=notes)
     enqueue(c, owner, record)
     log.info("gateway: job %s queued for model %r", record.id, request.model)
 
-    body_out = {"id": record.id, "status": record.status.value, "model": request.model}
+    body_out = {
+        "id": record.id,
+        "status": record.status.value,
+        "model": request.model,
+        **({"notes": notes} if notes else {}),
+    }
     headers = {"Location": f"/v1/jobs/{record.id}"}
     return SafeJSONResponse(body_out, status_code=202, headers=headers)
 
