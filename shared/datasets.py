@@ -107,6 +107,7 @@ class _TypedColumn:
     info: ColumnInfo
     decimal: str | None  # the decimal mark a numeric column was read with
     comma_hint: bool = False  # categorical, though numeric with a decimal comma
+    point_hint: bool = False  # categorical, though numeric with a decimal point
 
 
 def parse_csv(
@@ -576,8 +577,13 @@ def _type_column(raw: pd.Series, name: str, marks: tuple[str, ...]) -> _TypedCol
     values = texts.mask(absent).to_numpy()[codes]
     info = ColumnInfo(name, CATEGORICAL, missing, present.nunique())
     comma_hint = "," not in marks and _looks_comma_decimal(present)
+    point_hint = "." not in marks and bool(_to_numbers(present, ".").notna().all())
     return _TypedColumn(
-        pd.Series(values, index=raw.index, dtype=str), info, None, comma_hint
+        pd.Series(values, index=raw.index, dtype=str),
+        info,
+        None,
+        comma_hint,
+        point_hint,
     )
 
 
@@ -634,6 +640,12 @@ def _decimal_notes(typed: list[_TypedColumn], decimal: str | None) -> list[str]:
         "— set decimal=','; it was kept as categorical"
         for column in typed
         if column.comma_hint
+    )
+    notes.extend(
+        f"column {column.info.name!r} looks numeric with '.' as decimal mark "
+        "— decimal=',' was given; it was kept as categorical"
+        for column in typed
+        if column.point_hint
     )
     return notes
 

@@ -7,6 +7,7 @@ gateway checks requests, writes job records and sends tasks to the queues.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -116,6 +117,21 @@ def not_unicode(path: str, message: str) -> Response:
     return SafeJSONResponse(error_body("invalid_input", message), status_code=422)
 
 
+def _problem(item: dict[str, Any]) -> dict[str, Any]:
+    """One of FastAPI's validation errors in the platform's words."""
+    where = ".".join(str(part) for part in item["loc"])
+    if item.get("type") == "json_invalid":
+        # FastAPI places a JSON syntax error at ("body", <character offset>).
+        offset = item["loc"][-1]
+        reason = (item.get("ctx") or {}).get("error", "invalid JSON")
+        return {
+            "where": "body",
+            "problem": f"the body is not valid JSON: {reason} at character {offset}",
+            "received": None,
+        }
+    return {"where": where, "problem": item["msg"], "received": item.get("input")}
+
+
 def add_error_handlers(api: FastAPI) -> None:
     @api.exception_handler(PlatformError)
     async def platform_error(_: Request, error: PlatformError) -> SafeJSONResponse:
@@ -128,14 +144,7 @@ def add_error_handlers(api: FastAPI) -> None:
     async def invalid_request(
         _: Request, error: RequestValidationError
     ) -> SafeJSONResponse:
-        problems = [
-            {
-                "where": ".".join(str(part) for part in item["loc"]),
-                "problem": item["msg"],
-                "received": item.get("input"),
-            }
-            for item in error.errors()
-        ]
+        problems = [_problem(item) for item in error.errors()]
         first = problems[0] if problems else {"where": "body", "problem": "invalid"}
         message = f"{first['where']}: {first['problem']}"
         body = error_body("invalid_input", message, problems=problems)

@@ -93,8 +93,8 @@ def _check_group_columns(
 
 
 def _check_protected(features: list[str], protected: list[str]) -> None:
-    denied = {name.lower() for name in protected}
-    refused = [name for name in features if name.lower() in denied]
+    denied = {name.strip().casefold() for name in protected}
+    refused = [name for name in features if name.strip().casefold() in denied]
     if refused:
         raise InvalidInput(
             f"features {refused!r} are protected attributes of this tenant and may not "

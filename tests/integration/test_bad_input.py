@@ -154,6 +154,8 @@ def test_empty_instances_and_malformed_json_are_422(api, model_name):
 
     assert empty.status_code == 422
     assert malformed.status_code == 422
+    assert error_of(malformed).startswith("body: the body is not valid JSON: ")
+    assert "at character 1" in error_of(malformed)
 
 
 def test_oversized_body_is_413_before_it_is_read(api, model_name):

@@ -131,9 +131,13 @@ def test_a_winner_that_breaks_the_group_gate_is_rejected_with_the_reason(
     assert any("beats champion v1" in r for r in second["decision"]["reasons"])
 
 
-def test_protected_attributes_are_refused_as_features(api, exam_at_risk, model_name):
+@pytest.mark.parametrize("written", ["sex", " Sex "], ids=["as_named", "case_spaces"])
+def test_protected_attributes_are_refused_as_features(
+    api, exam_at_risk, model_name, written
+):
     assert (
-        api.put("/v1/policy", json={"protected_attributes": ["sex"]}).status_code == 200
+        api.put("/v1/policy", json={"protected_attributes": [written]}).status_code
+        == 200
     )
     dataset = upload_ok(api, exam_at_risk)
 

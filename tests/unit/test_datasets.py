@@ -135,6 +135,18 @@ def test_c17_comma_delimited_file_hints_at_decimal_comma() -> None:
     ]
 
 
+def test_decimal_comma_given_for_numbers_written_with_a_point_is_noted() -> None:
+    text = "student_id,avg_quiz\nS01,11.5\nS02,8.25\nS03,14\n"
+
+    table = parse(text, decimal=",")
+
+    assert column(table, "avg_quiz").type == CATEGORICAL
+    assert table.notes == [
+        "column 'avg_quiz' looks numeric with '.' as decimal mark — decimal=',' "
+        "was given; it was kept as categorical"
+    ]
+
+
 def test_c17_explicit_decimal_comma_honoured_with_comma_delimiter() -> None:
     text = 'student_id,avg_quiz\nS01,"11,5"\nS02,"8,25"\nS03,14\n'
 

@@ -173,7 +173,11 @@ def champion_record(c: Clients, owner: str, model: str) -> VersionRecord:
     champion = cached_champion(c.connection, c.registry, owner, model)
     if champion is None:
         c.registry.require_model(owner, model)
-        raise Conflict(f"model {model!r} has no champion yet; wait for its first job")
+        raise Conflict(
+            f"model {model!r} has no champion yet: no version of it has been "
+            "promoted, either because its first job has not finished or because "
+            f"every version was rejected (see GET /v1/models/{model})"
+        )
     return _version_record(c, owner, model, champion.version)
 
 
