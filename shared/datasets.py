@@ -69,6 +69,7 @@ SHOWN_NAMES = 10  # header names quoted in an error message, at most
 
 _QUOTED = re.compile(r'"[^"]*"')
 _LINE_END = re.compile(r"\r\n?|\n")
+_UNCLOSED_QUOTE = re.compile(r"EOF inside string starting at row (\d+)")
 
 
 @dataclass(frozen=True)
@@ -380,7 +381,7 @@ def _read_cells(
         try:
             records = _read_records(text, delimiter, width, max_rows)
         except (pd.errors.ParserError, pd.errors.ParserWarning) as retry_error:
-            raise _unreadable(retry_error) from retry_error
+            raise _unreadable(retry_error, text, delimiter) from retry_error
 
     cells = records.iloc[1:].reset_index(drop=True)
     if len(cells) > max_rows:
@@ -483,7 +484,14 @@ def _count_data_rows(text: str, delimiter: str) -> int:
     return len(first) - 1
 
 
-def _unreadable(error: Exception) -> InvalidInput:
+def _unreadable(error: Exception, text: str, delimiter: str) -> InvalidInput:
+    unclosed = _UNCLOSED_QUOTE.search(str(error))
+    if unclosed:
+        line = _line_of_record(text, delimiter, int(unclosed.group(1)))
+        return InvalidInput(
+            f"file could not be read as CSV: a quoted field opened on line {line} "
+            "is never closed; close the quote, or double a quote inside a field"
+        )
     return InvalidInput(
         f"file could not be read as CSV: {error}; check the quoting "
         "(a quote opened in a field must be closed)"
@@ -522,6 +530,21 @@ def _trailing_value_message(
         f"only {_count(len(_named_part(header)), 'column')}; received {value!r} — "
         "remove the extra fields or name the column"
     )
+
+
+def _line_of_record(text: str, delimiter: str, record: int) -> int:
+    """The line on which record ``record`` starts, counted as pandas counts its
+    rows: from 0, the header and blank lines included."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    start = 1
+    try:
+        for index, _ in enumerate(reader):
+            if index == record:
+                return start
+            start = reader.line_num + 1
+    except csv.Error:
+        pass
+    return start
 
 
 def _line_of_row(text: str, delimiter: str, row: int) -> int:

@@ -404,6 +404,13 @@ def test_short_rows_are_read_as_missing_values_with_a_note() -> None:
     )
 
 
+def test_an_unclosed_quote_is_refused_with_the_line_it_opens_on() -> None:
+    text = 'student_id,comment\nS01,"two\nlines"\n\nS02,"never closed\nS03,ok\n'
+
+    with pytest.raises(InvalidInput, match="quoted field opened on line 5 is never"):
+        parse(text)
+
+
 def test_error_line_counts_blank_lines_and_quoted_newlines() -> None:
     text = 'student_id,comment,G3\nS01,"two\nlines",12\n\nS02,ok,-inf\n'
 
