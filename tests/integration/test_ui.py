@@ -276,6 +276,23 @@ def test_unknown_pages_answer_404_pages(trained):
     )
 
 
+@pytest.mark.parametrize(
+    "path, words",
+    [
+        ("/ui/models/{model}?version=abc", "version must be a version number"),
+        ("/ui/models/{model}?version=0", "version must be a version number"),
+        ("/ui/queues?minutes=7", "minutes must be one of 5, 15, 60; received"),
+        ("/ui/queues?minutes=abc", "minutes must be one of 5, 15, 60; received"),
+    ],
+)
+def test_bad_page_parameters_answer_422_pages_naming_them(trained, path, words):
+    answer = trained.tenant.client.get(path.format(model=trained.classifier))
+
+    assert answer.status_code == 422
+    assert answer.headers["content-type"].startswith("text/html")
+    assert escape(words) in answer.text
+
+
 def test_plot_text_is_escaped_and_bars_go_below_zero():
     svg = plots.bar_chart(
         "groups-x",

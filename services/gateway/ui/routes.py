@@ -22,7 +22,7 @@ from fastapi.templating import Jinja2Templates
 from services.gateway.deps import clients
 from services.gateway.ui import auth, plots, samples, views
 from shared.clients import Clients, get_clients
-from shared.errors import PlatformError, Unauthorized
+from shared.errors import InvalidInput, PlatformError, Unauthorized
 
 log = logging.getLogger(__name__)
 
@@ -150,23 +150,52 @@ def models(request: Request, c: Clients = Depends(clients)) -> Response:
 def model(
     model: str,
     request: Request,
-    version: int | None = Query(None, ge=1),
+    version: str | None = Query(None),
     c: Clients = Depends(clients),
 ) -> Response:
-    return page(
-        request, "model.html", lambda owner: views.model(c, owner, model, version)
-    )
+    def build(owner: str) -> dict[str, Any]:
+        return views.model(c, owner, model, _version_asked(version))
+
+    return page(request, "model.html", build)
 
 
 @router.get("/queues")
 def queues(
     request: Request,
-    minutes: int = Query(views.WINDOWS_MIN[1]),
+    minutes: str | None = Query(None),
     c: Clients = Depends(clients),
 ) -> Response:
     return page(
-        request, "queues.html", lambda _: views.queues(c, minutes), REFRESH_S["queues"]
+        request,
+        "queues.html",
+        lambda _: views.queues(c, _window_asked(minutes)),
+        REFRESH_S["queues"],
     )
+
+
+# Query parameters are read here rather than by FastAPI, so that a bad one gets
+# the dashboard's error page instead of the API's JSON.
+
+
+def _version_asked(text: str | None) -> int | None:
+    if text is None:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise InvalidInput(
+            f"version must be a version number (1 or more); received {text[:40]!r}"
+        )
+    return int(text)
+
+
+def _window_asked(text: str | None) -> int:
+    if text is None:
+        return views.WINDOWS_MIN[1]
+    allowed = [str(minutes) for minutes in views.WINDOWS_MIN]
+    if text not in allowed:
+        raise InvalidInput(
+            f"minutes must be one of {', '.join(allowed)}; received {text[:40]!r}"
+        )
+    return int(text)
 
 
 @router.get("/static/ui.css")
