@@ -144,13 +144,28 @@ def _data_section(document: dict[str, Any]) -> list[str]:
         "",
         f"- Dataset `{data['dataset_id']}` (content hash), {data['rows']} rows, "
         f"uploaded {data['uploaded_at']}; {data['train_rows']} rows to train, "
-        f"{data['test_rows']} held out to test.",
+        f"{data['test_rows']} held out to test{_since(document)}.",
         f"- Target: {_code(data['target'])}.",
         f"- Student ids: {_ids_line(data['id_column_pseudonymised'])}.",
         f"- Features: {features}.",
         f"- Columns not used as features: {excluded}.",
         "",
     ]
+
+
+def _since(document: dict[str, Any]) -> str:
+    """The dataset's rows when the version was trained, if erasures changed them."""
+    data = document["data"]
+    if not document["erasures"] or data.get("rows") is None:
+        return ""
+    return (
+        f"; it held {data['rows'] + _erased_rows(document)} rows when this version "
+        "was trained, before the erasures listed below"
+    )
+
+
+def _erased_rows(document: dict[str, Any]) -> int:
+    return sum(int(erasure.get("rows") or 0) for erasure in document["erasures"])
 
 
 def _ids_line(id_column: str | None) -> str:

@@ -127,3 +127,14 @@ def test_names_and_values_from_the_data_cannot_write_markdown_or_html():
     unescaped = [line.replace("\\|", "").count("|") for line in rows]
     assert unescaped == [4, 4]  # three cells each: the group, n and its recall
     assert "`` gr|oup`x` # h ``" in text
+
+
+def test_after_an_erasure_the_card_says_how_many_rows_the_version_was_trained_on():
+    erasures = [{"dataset_id": "d", "rows": 1, "at": "2026-01-03"}]
+    data = {**document()["data"], "rows": 99}
+
+    text = cards.markdown(document(data=data, erasures=erasures))
+
+    assert "99 rows, uploaded" in text
+    assert "it held 100 rows when this version was trained" in text
+    assert "it held" not in cards.markdown(document())
