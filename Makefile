@@ -42,7 +42,8 @@ lint: install ## ruff and mypy
 	$(BIN)/ruff format --check shared services scripts tests
 	$(BIN)/mypy shared services
 
-clean: down ## remove the local stack's data and logs
+clean: down ## remove the local stack's data and logs, and its keys in Redis
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m scripts.stack forget; fi
 	rm -rf .run
 
 # --- deployment: docker-compose.yml, Dockerfile, k8s/ ---------------------------

@@ -23,9 +23,12 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import httpx
+import redis
 import typer
 
 from services.gateway.moodle.users import UsersSettingError, parse_users
+from shared import keys
+from shared.celery_app import QUEUES
 from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -457,6 +460,29 @@ def down() -> None:
         typer.echo(f"stopped {name}")
     if not order:
         typer.echo("nothing to stop: 'up' started no process that is still recorded")
+
+
+@cli.command()
+def forget() -> None:
+    """Delete the platform's keys and queued tasks from REDIS_URL's database.
+
+    For ``make clean``: the stack's S3 data goes with ``.run``, so the job
+    records, champions and counters Redis keeps of it must go too, or a later
+    stack would show them. Only the ``eduml:`` namespace and the platform's
+    queues are touched, never another application's keys.
+    """
+    settings = Settings()
+    connection = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
+    try:
+        names = list(connection.scan_iter(f"{keys.REDIS_NAMESPACE}:*", count=1000))
+        names += [name for queue in QUEUES for name in keys.queue_lists(queue)]
+        removed = sum(
+            connection.delete(*names[i : i + 500]) for i in range(0, len(names), 500)
+        )
+    except redis.RedisError as error:
+        typer.echo(f"Redis at REDIS_URL did not answer ({error}); nothing deleted")
+        return
+    typer.echo(f"deleted {removed} of the platform's keys from Redis")
 
 
 @cli.command()
