@@ -293,6 +293,31 @@ def test_bad_page_parameters_answer_422_pages_naming_them(trained, path, words):
     assert escape(words) in answer.text
 
 
+def test_a_deleted_version_is_shown_deleted_not_pending(trained):
+    api = trained.tenant.client
+    model = f"deleted-{uuid.uuid4().hex[:8]}"
+    job = dict(
+        model=model,
+        algorithm="linear",
+        dataset_id=trained.scores_dataset,
+        target="normexam",
+        features=FEATURES,
+    )
+    train(api, **job)
+    second = train(api, **job)
+    champion = api.get(f"/v1/models/{model}").json()["champion"]
+    spare = 2 if champion == 1 else 1
+    assert second["status"] in FINISHED
+    assert api.delete(f"/v1/models/{model}/versions/{spare}").status_code == 200
+
+    page = api.get(f"/ui/models/{model}?version={spare}")
+
+    assert page.status_code == 200
+    assert 'status-rejected">deleted</span>' in page.text
+    assert "This version was deleted" in page.text
+    assert "no evaluation report yet" not in page.text
+
+
 def test_plot_text_is_escaped_and_bars_go_below_zero():
     svg = plots.bar_chart(
         "groups-x",
