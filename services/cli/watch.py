@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import TypeVar
 
@@ -29,21 +29,42 @@ def show_live(
     interval_s: float,
     iterations: int | None = None,
 ) -> None:
-    """Show ``view(fetch(), caption)``, refreshed; ``iterations`` bounds the shows."""
+    """Show ``view(fetch(), caption)``, refreshed; ``iterations`` bounds the shows.
+
+    On a terminal the table is redrawn in place; into a pipe or a file (a log,
+    ``| tee``), each refresh is printed after the last, as it comes.
+    """
     data = fetch()
     try:
         first = view(data, caption(interval_s))
+        if not console.is_terminal:
+            console.print(first)
+            for shown in _refreshed(fetch, view, data, interval_s, iterations):
+                console.print(shown)
+            return
         with Live(first, console=console, auto_refresh=False) as live:
-            for _ in refreshes(iterations):
-                time.sleep(interval_s)
-                try:
-                    data, note = fetch(), caption(interval_s)
-                except CliError as error:
-                    failed = f"refresh failed: {error.message}; retrying"
-                    note = Text(failed, style="red")
-                live.update(view(data, note), refresh=True)
+            for shown in _refreshed(fetch, view, data, interval_s, iterations):
+                live.update(shown, refresh=True)
     except KeyboardInterrupt:
         pass
+
+
+def _refreshed(
+    fetch: Callable[[], Data],
+    view: Callable[[Data, Text], RenderableType],
+    data: Data,
+    interval_s: float,
+    iterations: int | None,
+) -> Iterator[RenderableType]:
+    """Each refresh's view; a failed fetch keeps the last data, saying why."""
+    for _ in refreshes(iterations):
+        time.sleep(interval_s)
+        try:
+            data, note = fetch(), caption(interval_s)
+        except CliError as error:
+            failed = f"refresh failed: {error.message}; retrying"
+            note = Text(failed, style="red")
+        yield view(data, note)
 
 
 def refreshes(iterations: int | None) -> Iterable[int]:

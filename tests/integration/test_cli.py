@@ -278,6 +278,14 @@ def test_watch_refreshes_live_then_stops_after_the_iterations(tenant_cli, comman
     assert time.monotonic() - started < 30
 
 
+def test_watch_into_a_pipe_prints_each_refresh_as_it_comes(tenant_cli):
+    result = tenant_cli("jobs", "--watch", "--interval", "0.1", "--iterations", "3")
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("refreshed ") == 3  # printed one after another
+    assert "\x1b[" not in result.stdout
+
+
 def test_api_error_exits_2_with_the_status_and_the_message(tenant_cli):
     result = tenant_cli("model", "no-such-model")
 
