@@ -178,7 +178,8 @@ def _features(
                 "the group columns are not features"
             )
         features = list(dict.fromkeys(request.features))
-        like_ids = [name for name in features if name in id_like_columns(schema)]
+        id_like = set(id_like_columns(schema))
+        like_ids = [name for name in features if name in id_like]
         if like_ids:
             raise InvalidInput(
                 f"features {like_ids!r} hold a different text value on every row, "
