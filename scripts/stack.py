@@ -26,7 +26,7 @@ import httpx
 import redis
 import typer
 
-from services.gateway.moodle.users import UsersSettingError, parse_users
+from services.gateway.moodle.users import UsersSettingError, users_of
 from shared import keys
 from shared.celery_app import QUEUES
 from shared.settings import Settings
@@ -379,11 +379,7 @@ def up() -> None:
 def _check_moodle_users(settings: Settings) -> None:
     """Refuse a bad MOODLE_BACKEND_USERS before anything starts."""
     try:
-        parse_users(
-            settings.moodle_backend_users,
-            settings.default_tenant,
-            tenant_required=settings.admin_api_key is not None,
-        )
+        users_of(settings)
     except UsersSettingError as error:
         raise typer.BadParameter(str(error)) from None
 

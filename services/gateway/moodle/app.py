@@ -40,7 +40,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from services.gateway.limits import BodyLimit
 from services.gateway.moodle.backend import GENERAL_ERROR, Caller, MoodleBackend
 from services.gateway.moodle.store import clean_id
-from services.gateway.moodle.users import MoodleUser, Refused, authenticate, parse_users
+from services.gateway.moodle.users import MoodleUser, Refused, authenticate, users_of
 from services.gateway.responses import SafeJSONResponse
 from services.gateway.routes import health
 from shared.clients import get_clients
@@ -122,11 +122,7 @@ class Params:
 
 
 def create_app(settings: Settings) -> FastAPI:
-    users = parse_users(
-        settings.moodle_backend_users,
-        settings.default_tenant,
-        tenant_required=settings.admin_api_key is not None,
-    )
+    users = users_of(settings)
     api = FastAPI(
         title="eduml Moodle backend",
         version=settings.moodle_backend_version,

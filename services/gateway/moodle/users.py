@@ -30,6 +30,7 @@ import secrets
 import sys
 from dataclasses import dataclass, field
 
+from shared.settings import Settings
 from shared.tenants import TENANT_ID_PATTERN
 
 ENTRY_SEPARATOR = ","
@@ -98,6 +99,15 @@ def parse_users(
             )
         users[user.name] = user
     return users
+
+
+def users_of(settings: Settings) -> dict[str, MoodleUser]:
+    """The users ``settings`` name, a tenant required when authentication is on."""
+    return parse_users(
+        settings.moodle_backend_users,
+        settings.default_tenant,
+        tenant_required=settings.admin_api_key is not None,
+    )
 
 
 def authenticate(header: str | None, users: dict[str, MoodleUser]) -> MoodleUser:
