@@ -15,17 +15,14 @@ the client went away, as ``limits.BodyLimit`` does for bodies too large.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 
 import orjson
 from starlette.requests import ClientDisconnect
-from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-DISCONNECT: Message = {"type": "http.disconnect"}
-SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+from services.gateway.limits import DISCONNECT, Refusal, send_answer
 
-Refusal = Callable[[str, str], Response]
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
 def lone_surrogate(body: bytes) -> str | None:
@@ -73,15 +70,7 @@ class JsonText:
             if problem is None:
                 return message
             refused = True
-            answer = self.refusal(scope["path"], problem)
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": answer.status_code,
-                    "headers": answer.raw_headers,
-                }
-            )
-            await send({"type": "http.response.body", "body": answer.body})
+            await send_answer(send, self.refusal(scope["path"], problem))
             return DISCONNECT
 
         async def guarded_send(message: Message) -> None:

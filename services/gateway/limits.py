@@ -91,14 +91,22 @@ class BodyLimit:
             f"request body for {path} exceeds the limit of {limit} bytes ({received})"
         )
         answer = self.refusal(path, message)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": TOO_LARGE,
-                "headers": [*answer.raw_headers, (b"connection", b"close")],
-            }
-        )
-        await send({"type": "http.response.body", "body": answer.body})
+        answer.status_code = TOO_LARGE
+        await send_answer(send, answer, ((b"connection", b"close"),))
+
+
+async def send_answer(
+    send: Send, answer: Response, extra_headers: tuple[tuple[bytes, bytes], ...] = ()
+) -> None:
+    """Send a whole response from a middleware, past the application."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": answer.status_code,
+            "headers": [*answer.raw_headers, *extra_headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": answer.body})
 
 
 def _content_length(scope: Scope) -> int | None:
