@@ -1,4 +1,6 @@
-"""Uploaded bytes to text: what is not CSV text is refused, the rest decoded.
+"""Uploaded bytes to text, and the records of that text.
+
+Decoding: what is not CSV text is refused, the rest decoded.
 
 Refused: no bytes, only whitespace, a known binary signature (PNG,
 ZIP/xlsx, PDF, ...), a UTF-16 byte-order mark with no encoding given, and
@@ -6,11 +8,19 @@ NUL bytes or characters. Decoded: a UTF-8 byte-order mark is stripped; UTF-8
 is tried first and, unless an encoding was given, ``FALLBACK_ENCODING`` is
 the fallback, with a note saying so. A given encoding is used as is. Every
 position in a message is a line and a byte, both counted from 1.
+
+Records: each CSV record with the line it starts on, and a fast count of
+each record's fields. A blank record (an empty line, or one of spaces only)
+is one pandas skips, and so do the counts here.
 """
 
 from __future__ import annotations
 
 import codecs
+import csv
+import io
+import re
+from collections.abc import Iterator
 
 from shared.errors import InvalidInput
 
@@ -26,6 +36,7 @@ _SIGNATURES = (
     (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an old Excel .xls workbook"),
 )
 _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+LINE_END = re.compile(r"\r\n?|\n")
 
 
 def decode(data: bytes, encoding: str | None) -> tuple[str, str, list[str]]:
@@ -144,3 +155,41 @@ def _where(data: bytes, offset: int) -> str:
     line = data.count(b"\n", 0, offset) + 1
     line_start = data.rfind(b"\n", 0, offset) + 1
     return f"line {line}, byte {offset - line_start + 1}"
+
+
+def records(
+    text: str, delimiter: str, first_line: int = 1
+) -> Iterator[tuple[int, list[str]]]:
+    """Each record with the line it starts on; ``csv.Error`` as csv raises it."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    start = first_line
+    for record in reader:
+        yield start, record
+        start = first_line + reader.line_num
+
+
+def is_blank(record: list[str]) -> bool:
+    """A record pandas skips: an empty line or one holding only whitespace."""
+    return not record or (len(record) == 1 and not record[0].strip())
+
+
+def record_widths(
+    text: str, delimiter: str, first_line: int = 1
+) -> Iterator[tuple[int, int]]:
+    """The line and number of fields of each non-blank record.
+
+    Without quoting, a record is a line and its fields are counted by their
+    delimiters, without parsing; with quoting, records are parsed.
+    """
+    if '"' not in text:
+        lines = LINE_END.split(text) if "\r" in text else text.split("\n")
+        return (
+            (first_line + offset, line.count(delimiter) + 1)
+            for offset, line in enumerate(lines)
+            if line.strip()
+        )
+    return (
+        (line, len(record))
+        for line, record in records(text, delimiter, first_line)
+        if not is_blank(record)
+    )

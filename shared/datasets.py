@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from shared.csv_text import decode
+from shared.csv_text import LINE_END, decode, is_blank, record_widths, records
 from shared.errors import InvalidInput, PayloadTooLarge
 
 NUMERIC = "numeric"
@@ -68,7 +68,6 @@ SAMPLE_CHARS = 65_536  # ... unless they are longer than this in total
 SHOWN_NAMES = 10  # header names quoted in an error message, at most
 
 _QUOTED = re.compile(r'"[^"]*"')
-_LINE_END = re.compile(r"\r\n?|\n")
 _UNCLOSED_QUOTE = re.compile(r"EOF inside string starting at row (\d+)")
 
 
@@ -255,7 +254,7 @@ def _check_options(delimiter: str | None, decimal: str | None) -> None:
 
 def _head(text: str) -> str:
     """The header line and up to SAMPLE_LINES more, cut at whole lines."""
-    for count, line_end in enumerate(_LINE_END.finditer(text), 1):
+    for count, line_end in enumerate(LINE_END.finditer(text), 1):
         if count > SAMPLE_LINES or line_end.end() >= SAMPLE_CHARS:
             return text[: line_end.end()]
     return text
@@ -278,10 +277,9 @@ def _detect_delimiter(sample: str) -> str:
 
 def _read_header(sample: str, delimiter: str) -> list[str]:
     """The first non-blank record, names stripped of surrounding whitespace."""
-    reader = csv.reader(io.StringIO(sample, newline=""), delimiter=delimiter)
     try:
-        for record in reader:
-            if not _is_blank(record):
+        for _, record in records(sample, delimiter):
+            if not is_blank(record):
                 return [name.strip() for name in record]
     except csv.Error as error:
         raise InvalidInput(f"header line could not be read as CSV: {error}") from error
@@ -289,11 +287,6 @@ def _read_header(sample: str, delimiter: str) -> list[str]:
         f"file has no header line in its first {SAMPLE_LINES + 1} lines; "
         "the first line should name the columns"
     )
-
-
-def _is_blank(record: list[str]) -> bool:
-    """A record pandas skips: an empty line or one holding only whitespace."""
-    return not record or (len(record) == 1 and not record[0].strip())
 
 
 def _check_header(
@@ -416,9 +409,8 @@ def _read_records(text: str, delimiter: str, width: int, max_rows: int) -> pd.Da
 
 
 def _widest_record(text: str, delimiter: str) -> int:
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
-        return max(map(len, reader), default=0)
+        return max((len(record) for _, record in records(text, delimiter)), default=0)
     except csv.Error as error:
         raise InvalidInput(f"file could not be read as CSV: {error}") from error
 
@@ -433,40 +425,24 @@ def _short_rows(
     the file has no quoting, a delimiter count short of none proves that no
     row is short, without looking at each line.
     """
-    records: Iterator[tuple[int, int]]
-    if '"' not in text:  # no quoting: a record is a line, a field a delimiter
-        if cells.shape[1] == named and text.count(delimiter) == (named - 1) * (
-            len(cells) + 1
-        ):
-            return 0, 0, 0
-        records = (
-            (number, line.count(delimiter) + 1)
-            for number, line in enumerate(_LINE_END.split(text), 1)
-            if line.strip()
-        )
-    else:
-        records = _quoted_records(text, delimiter)
+    if (
+        '"' not in text
+        and cells.shape[1] == named
+        and text.count(delimiter) == (named - 1) * (len(cells) + 1)
+    ):
+        return 0, 0, 0
     count = first = first_fields = 0
-    next(records, None)  # the header
-    for line, fields in records:
-        if fields < named:
-            count += 1
-            if not first:
-                first, first_fields = line, fields
-    return count, first, first_fields
-
-
-def _quoted_records(text: str, delimiter: str) -> Iterator[tuple[int, int]]:
-    """The line each non-blank record starts on, and its number of fields."""
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    start = 1
+    widths = record_widths(text, delimiter)
     try:
-        for record in reader:
-            if not _is_blank(record):
-                yield start, len(record)
-            start = reader.line_num + 1
+        next(widths, None)  # the header
+        for line, fields in widths:
+            if fields < named:
+                count += 1
+                if not first:
+                    first, first_fields = line, fields
     except csv.Error as error:
         raise InvalidInput(f"file could not be read as CSV: {error}") from error
+    return count, first, first_fields
 
 
 def _count_data_rows(text: str, delimiter: str) -> int:
@@ -535,13 +511,11 @@ def _trailing_value_message(
 def _line_of_record(text: str, delimiter: str, record: int) -> int:
     """The line on which record ``record`` starts, counted as pandas counts its
     rows: from 0, the header and blank lines included."""
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     start = 1
     try:
-        for index, _ in enumerate(reader):
+        for index, (start, _) in enumerate(records(text, delimiter)):
             if index == record:
                 return start
-            start = reader.line_num + 1
     except csv.Error:
         pass
     return start
@@ -549,15 +523,10 @@ def _line_of_record(text: str, delimiter: str, record: int) -> int:
 
 def _line_of_row(text: str, delimiter: str, row: int) -> int:
     """The line (from 1) on which data row ``row`` (from 0) starts."""
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    records, start = -1, 1
     try:
-        for record in reader:
-            if not _is_blank(record):
-                records += 1
-                if records == row + 1:
-                    return start
-            start = reader.line_num + 1
+        for index, (start, _) in enumerate(record_widths(text, delimiter)):
+            if index == row + 1:  # the header is the first non-blank record
+                return start
     except csv.Error:
         pass
     return row + 2  # the csv module disagrees with pandas; assume one line a row

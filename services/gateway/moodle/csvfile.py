@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from shared.csv_text import record_widths
 from shared.errors import InvalidInput, PayloadTooLarge
 
 HEADER_LINES = 3
@@ -237,35 +238,16 @@ def _complete_rows(rows: str, columns: int) -> list[int]:
     A row with more or fewer fields than line 3 names is refused: columns are
     matched by position, so a missing or extra field would shift them.
     """
-    if '"' in rows:  # quoted fields may hold commas or line ends: parse them
-        return _quoted_row_lines(rows, columns)
-    lines = []
-    for offset, line in enumerate(rows.split("\n")):
-        if not line.strip():
-            continue
-        fields = line.count(",") + 1
-        if fields != columns:
-            raise InvalidInput(
-                _width_message(HEADER_LINES + offset + 1, fields, columns)
-            )
-        lines.append(HEADER_LINES + offset + 1)
-    return lines
-
-
-def _quoted_row_lines(rows: str, columns: int) -> list[int]:
-    reader = csv.reader(io.StringIO(rows))
-    lines, start = [], HEADER_LINES + 1
+    lines: list[int] = []
     try:
-        for record in reader:
-            # A line empty or of spaces only is skipped, by pandas too.
-            if record and (len(record) > 1 or record[0].strip()):
-                if len(record) != columns:
-                    raise InvalidInput(_width_message(start, len(record), columns))
-                lines.append(start)
-            start = HEADER_LINES + reader.line_num + 1
+        for line, fields in record_widths(rows, ",", first_line=HEADER_LINES + 1):
+            if fields != columns:
+                raise InvalidInput(_width_message(line, fields, columns))
+            lines.append(line)
     except csv.Error as error:
+        after = lines[-1] if lines else HEADER_LINES
         raise InvalidInput(
-            f"dataset: line {start} is not valid CSV: {error}"
+            f"dataset: the rows after line {after} are not valid CSV: {error}"
         ) from error
     return lines
 
